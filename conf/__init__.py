@@ -1,0 +1,1 @@
+"""Hydra config groups shipped with forge-launcher (backend/, storage/)."""

@@ -1,0 +1,5 @@
+import sys
+
+from forge_launcher.cli import main
+
+sys.exit(main())
