@@ -18,9 +18,16 @@ from forge_launcher.errors import ForgeLauncherError
 log = logging.getLogger(__name__)
 
 COMMANDS = ("run", "plugins", "list", "status", "logs", "cancel", "bootstrap", "worker")
+# Commands that parse their own arguments: name -> (module, function taking argv).
+DELEGATED_COMMANDS = {
+    "model": ("forge_launcher.models.cli", "main"),
+    "setup": ("forge_launcher.storage_cli", "setup_main"),
+    "umount": ("forge_launcher.storage_cli", "umount_main"),
+}
 
 USAGE = """forge CONFIG.yaml [+backend=NAME] [+storage=NAME] [KEY=VALUE ...] [--cfg | --dry-run] [-- ARGS...]
        forge {plugins,list,status,logs,cancel} ...
+       forge {model,setup,umount} ...
        forge {bootstrap,worker} ...   (run inside a job)"""
 
 DESCRIPTION = """Launch a Forge job config on this machine, Slurm or MAST.
@@ -93,6 +100,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(argv: list[str]) -> int:
+    if argv and argv[0] in DELEGATED_COMMANDS:
+        import importlib
+
+        module_name, function = DELEGATED_COMMANDS[argv[0]]
+        _configure_logging(sum(1 for a in argv if a in ("-v", "--verbose")))
+        return getattr(importlib.import_module(module_name), function)(argv[1:])
+
     forwarded: list[str] = []
     if "--" in argv:
         split = argv.index("--")
@@ -104,7 +118,7 @@ def _dispatch(argv: list[str]) -> int:
             argv.remove("run")
         if not argv or argv in (["-h"], ["--help"]):
             _build_run_parser().print_help()
-            print("\ncommands: plugins, list, status, logs, cancel (forge COMMAND -h for help)")
+            print("\ncommands: plugins, list, status, logs, cancel, model, setup, umount (forge COMMAND -h for help)")
             return 0 if argv else 2
         args = _build_run_parser().parse_intermixed_args(argv)
         _configure_logging(args.verbose)
