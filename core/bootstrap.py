@@ -88,14 +88,11 @@ def prepare_environment(job: Job, registry: PluginRegistry) -> dict[str, str]:
 def _terminate(process: subprocess.Popen) -> None:
     if process.poll() is not None:
         return
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
+    process.terminate()
     try:
         process.wait(timeout=TERMINATE_GRACE)
     except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
+        process.kill()
         process.wait()
 
 
@@ -130,7 +127,9 @@ def _run_client(job_dir: Path, registry: PluginRegistry) -> int:
 
     command = workload_command(job)
     log.info("starting workload: %s", command)
-    process = subprocess.Popen(command, start_new_session=True)
+    # The workload stays in the client's process group, so a scheduler that
+    # stops the client's group stops the workload and its children too.
+    process = subprocess.Popen(command)
 
     def forward(signum: int, _frame: object) -> None:
         _terminate(process)

@@ -78,7 +78,7 @@ def normalize_override(override: str) -> str:
       Forge YAML need not define it.
     """
     from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import OverrideParseException
+    from hydra.errors import HydraException
 
     if "=" not in override:
         if override.startswith("~"):
@@ -98,10 +98,14 @@ def normalize_override(override: str) -> str:
                 f"Override {override!r} is a sweep. forge launches one job, so give one value, "
                 f"or quote it to pass the text as it is: {key}={quote_value(value)}"
             )
-    except OverrideParseException:
+    except HydraException:
         needs_quotes = True
     if needs_quotes:
         value = quote_value(value)
+        try:
+            parser.parse_override(f"{key}={value}")
+        except HydraException as exc:
+            raise UserError(f"Invalid override {override!r}: {exc}. Check the key, for example trainer.lr=0.1.") from exc
 
     bare_key = key.lstrip("+~")
     if bare_key.split(".")[0] in LAUNCHER_KEYS and not key.startswith("~"):

@@ -181,6 +181,7 @@ def run_client_foreground(job: Job, record: JobRecord, registry: PluginRegistry)
     env.update(job.env)
     env.update(job.client_env)
     env.setdefault("PYTHONUNBUFFERED", "1")
+    env["FORGE_JOB_NAME"] = job.name
     command = [sys.executable, "-m", "forge_launcher", "bootstrap", "--job-dir", str(job.dir)]
     log.debug("running client: %s (env %s)", command, mask_env({k: v for k, v in env.items() if k in job.env or k in job.client_env}))
     client = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)

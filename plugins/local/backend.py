@@ -81,7 +81,7 @@ def _worker_role(job: Job, mesh_name: str, hosts: int, gpu_sets: list[str]) -> A
         image=os.getcwd(),
         entrypoint=sys.executable,
         args=args,
-        env=dict(job.env),
+        env={**job.env, "FORGE_JOB_NAME": job.name},
         num_replicas=hosts,
         resource=specs.Resource(cpu=1, gpu=len(gpu_sets[0].split(",")) if gpu_sets else 0, memMB=1024),
     )
@@ -102,7 +102,7 @@ def forge_launcher_build_app(job: Job) -> Any:
             image=os.getcwd(),
             entrypoint=sys.executable,
             args=["-m", "forge_launcher", "bootstrap", "--job-dir", str(job.dir)],
-            env={**job.env, **job.client_env},
+            env={**job.env, **job.client_env, "FORGE_JOB_NAME": job.name},
             num_replicas=1,
             resource=specs.Resource(cpu=1, gpu=job.client_gpus, memMB=1024),
         ))

@@ -1,0 +1,38 @@
+"""Job records: saving, finding by name or handle."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from forge_launcher.errors import JobNotFoundError
+from forge_launcher.records import JobRecord, find_record, load_records, save_record
+
+
+def make_record(tmp_path: Path, name: str, created: str) -> JobRecord:
+    job_dir = tmp_path / name
+    job_dir.mkdir()
+    return JobRecord(name=name, backend="local", storage="local", job_dir=str(job_dir), config_path="c.yaml",
+                     detached=True, created=created, handle=f"local_cwd://forge/{name}-x")
+
+
+def test_save_and_find(tmp_path: Path) -> None:
+    save_record(make_record(tmp_path, "a", "2026-01-01T00:00:00"))
+    save_record(make_record(tmp_path, "b", "2026-01-02T00:00:00"))
+    assert find_record("a").name == "a"
+    assert find_record("local_cwd://forge/b-x").name == "b"
+    assert [r.name for r in load_records()] == ["b", "a"]
+    assert json.loads((tmp_path / "a" / "job.json").read_text())["handle"] == "local_cwd://forge/a-x"
+
+
+def test_find_unknown_is_user_error() -> None:
+    with pytest.raises(JobNotFoundError, match="forge list"):
+        find_record("ghost")
+
+
+def test_unknown_fields_ignored(tmp_path: Path) -> None:
+    data = {"name": "n", "backend": "local", "storage": "local", "job_dir": "/x", "config_path": "c", "detached": False,
+            "created": "t", "added_later": 1}
+    assert JobRecord.from_dict(data).name == "n"
