@@ -22,7 +22,7 @@ from forge_launcher.errors import ConfigError, ProvisionError
 from forge_launcher.job import Job, Mesh
 from forge_launcher.records import write_json_atomic
 from forge_launcher.secrets import is_secret_name
-from forge_launcher.workers import find_failures
+from forge_launcher.workers import CLIENT_EXIT_FILE, client_heartbeat, find_failures
 
 if TYPE_CHECKING:
     from forge_launcher.plugins import PluginRegistry
@@ -31,8 +31,6 @@ log = logging.getLogger(__name__)
 
 SPEC_FILE = "job_spec.json"
 PROVISION_FILE = "provision.json"
-#: Written by the client when it ends, so a backend can end the whole job with it.
-CLIENT_EXIT_FILE = "client_exit.json"
 DEFAULT_PROVISION_TIMEOUT = 300.0
 #: Seconds between checks of the workload and the workers.
 MONITOR_INTERVAL = 0.5
@@ -99,6 +97,8 @@ def _terminate(process: subprocess.Popen) -> None:
 def run_bootstrap(job_dir: Path, registry: PluginRegistry) -> int:
     """Run the client side of a job, record its exit code in the job directory and return it."""
     code = 1
+    heartbeat = client_heartbeat(job_dir)
+    heartbeat.start()
     try:
         code = _run_client(job_dir, registry)
         return code
@@ -106,6 +106,7 @@ def run_bootstrap(job_dir: Path, registry: PluginRegistry) -> int:
         code = exc.code if isinstance(exc.code, int) else 1
         raise
     finally:
+        heartbeat.stop()
         write_json_atomic(job_dir / CLIENT_EXIT_FILE, {"code": code})
 
 

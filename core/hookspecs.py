@@ -168,7 +168,9 @@ def forge_launcher_wait(record: JobRecord, timeout: float | None) -> JobStatus:
 
 @hookspec
 def forge_launcher_list(storage_root: str) -> list[JobStatus]:
-    """Return jobs this backend can find on its own, launched from any machine.
+    """Return jobs of this plugin's backends found under ``storage_root``.
 
-    Owner hook. ``forge list`` merges these with the local job records.
+    Called on every plugin for each storage root in the local job records;
+    ``forge list`` adds the jobs it has no record of (launched from another
+    machine or another ``FORGE_HOME``).
     """

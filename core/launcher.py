@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -91,9 +92,14 @@ def launch(request: LaunchRequest, registry: PluginRegistry) -> int:
     name, job_dir = allocate_job_dir(Path(root), job.config_path, str(requested_name) if requested_name else None, spec.max_job_name_length)
     _set_job_identity(job, name, job_dir)
 
-    (job_dir / "config.yaml").write_text(to_yaml(job.config))
-    app = backend.forge_launcher_build_app(job=job)
-    save_job_spec(job)
+    try:
+        (job_dir / "config.yaml").write_text(to_yaml(job.config))
+        app = backend.forge_launcher_build_app(job=job)
+        save_job_spec(job)
+    except BaseException:
+        # Nothing was recorded or submitted yet, so leave no trace behind.
+        shutil.rmtree(job_dir, ignore_errors=True)
+        raise
     record = JobRecord(
         name=name,
         backend=job.backend,

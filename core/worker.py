@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from forge_launcher.workers import Heartbeat, record_worker_exit, register_worker
+from forge_launcher.workers import client_gone, record_worker_exit, register_worker, worker_heartbeat
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,25 @@ def _accepts_connections(host: str, port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+def _wait_while_client_lives(child: subprocess.Popen, job_dir: Path, mesh: str, replica: int) -> int:
+    """Wait for the Monarch worker to exit, stopping it if the job's client is gone."""
+    while True:
+        try:
+            return child.wait(timeout=1.0)
+        except subprocess.TimeoutExpired:
+            pass
+        reason = client_gone(job_dir)
+        if reason is None:
+            continue
+        log.warning("stopping worker %s/%d because %s", mesh, replica, reason)
+        child.terminate()
+        try:
+            return child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            return child.wait()
 
 
 def run_worker(job_dir: Path, mesh: str, replica: int, host: str, port: int, gpu_sets: list[str]) -> int:
@@ -78,9 +97,9 @@ def run_worker(job_dir: Path, mesh: str, replica: int, host: str, port: int, gpu
         time.sleep(0.05)
 
     register_worker(job_dir, mesh, replica, address, host, child.pid)
-    heartbeat = Heartbeat(job_dir, mesh, replica)
+    heartbeat = worker_heartbeat(job_dir, mesh, replica)
     heartbeat.start()
-    code = child.wait()
+    code = _wait_while_client_lives(child, job_dir, mesh, replica)
     heartbeat.stop()
     record_worker_exit(job_dir, mesh, replica, code)
     log.info("worker %s/%d exited with code %d", mesh, replica, code)

@@ -6,6 +6,10 @@ Layout under ``<job dir>/workers/<mesh>/``:
 * ``<replica>.alive``: touched every ``HEARTBEAT_INTERVAL`` seconds while the worker runs.
 * ``<replica>.exit``: the worker's exit code, written when it ends.
 
+The client touches ``<job dir>/client.alive`` while it runs and writes
+``client_exit.json`` when it ends; workers stop by themselves when the client
+is gone, so no worker outlives its job on any backend.
+
 Only the shared job directory is needed, so this works on every backend whose
 storage all hosts mount.
 """
@@ -31,8 +35,13 @@ log = logging.getLogger(__name__)
 
 WORKERS_DIR = "workers"
 HEARTBEAT_INTERVAL = 1.0
-#: A worker whose heartbeat is older than this many seconds counts as dead.
+#: A worker or client whose heartbeat is older than this many seconds counts as dead.
 HEARTBEAT_TIMEOUT = 10.0
+#: Seconds workers keep running after the client ended, for the workload's own shutdown.
+CLIENT_EXIT_GRACE = 30.0
+#: Written by the client when it ends, so workers and backends end the job with it.
+CLIENT_EXIT_FILE = "client_exit.json"
+CLIENT_ALIVE_FILE = "client.alive"
 
 
 def _paths(job_dir: Path, mesh: str, replica: int) -> tuple[Path, Path, Path]:
@@ -56,15 +65,17 @@ def record_worker_exit(job_dir: Path, mesh: str, replica: int, code: int) -> Non
 
 
 class Heartbeat:
-    """A daemon thread that touches a worker's ``.alive`` file until stopped."""
+    """A daemon thread that touches a file every ``interval`` seconds until stopped."""
 
-    def __init__(self, job_dir: Path, mesh: str, replica: int, interval: float = HEARTBEAT_INTERVAL) -> None:
-        self._path = _paths(job_dir, mesh, replica)[1]
+    def __init__(self, path: Path, interval: float = HEARTBEAT_INTERVAL) -> None:
+        self._path = path
         self._interval = interval
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"heartbeat-{mesh}-{replica}", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"heartbeat-{path.name}", daemon=True)
 
     def start(self) -> None:
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        self._path.touch()
         self._thread.start()
 
     def stop(self) -> None:
@@ -77,6 +88,37 @@ class Heartbeat:
                 os.utime(self._path)
             except OSError as exc:
                 log.warning("failed to touch heartbeat file %s: %s", self._path, exc)
+
+
+def worker_heartbeat(job_dir: Path, mesh: str, replica: int) -> Heartbeat:
+    """Return the heartbeat of one worker host."""
+    return Heartbeat(_paths(job_dir, mesh, replica)[1])
+
+
+def client_heartbeat(job_dir: Path) -> Heartbeat:
+    """Return the heartbeat of the job's client, which workers watch."""
+    return Heartbeat(job_dir / CLIENT_ALIVE_FILE)
+
+
+def client_gone(job_dir: Path, heartbeat_timeout: float = HEARTBEAT_TIMEOUT, exit_grace: float = CLIENT_EXIT_GRACE) -> str | None:
+    """Return why a worker should stop because its client is gone, or None while it may be needed.
+
+    A client that ended gets ``exit_grace`` seconds for the workload to shut
+    its meshes down; a client that stopped sending heartbeats was killed.
+    Before the client has started there is nothing to watch.
+    """
+    now = time.time()
+    try:
+        ended = now - (job_dir / CLIENT_EXIT_FILE).stat().st_mtime
+    except OSError:
+        ended = None
+    if ended is not None:
+        return f"the client exited {ended:.0f} s ago" if ended > exit_grace else None
+    try:
+        silent = now - (job_dir / CLIENT_ALIVE_FILE).stat().st_mtime
+    except OSError:
+        return None
+    return f"the client sent no heartbeat for {silent:.0f} s" if silent > heartbeat_timeout else None
 
 
 @dataclass(frozen=True)

@@ -1,17 +1,25 @@
-"""The ``local`` storage: a plain directory on this machine (``storage.root``)."""
+"""The ``local`` storage: a plain directory on this machine (``storage.root``).
+
+Besides ``root``, the section may set ``root_mode`` (octal digits, default
+``0755``: the mode given to the root when this plugin creates it) and
+``marker`` (a path, relative to the root unless absolute, that must exist,
+for example a file on a network share that proves the share is mounted).
+"""
 
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
 from forge_launcher import hookimpl
 from forge_launcher.errors import UserError
+from forge_launcher.mounts import check_marker, parse_mode, prepare_root
 from forge_launcher.plugins import StorageSpec
 
 log = logging.getLogger(__name__)
+
+DEFAULT_ROOT_MODE = 0o755
 
 
 @hookimpl
@@ -24,13 +32,15 @@ def forge_launcher_mount(storage: dict[str, Any]) -> str:
     root = storage.get("root")
     if not root:
         raise UserError("storage.root is not set. Give the storage directory with storage.root=/path.")
-    path = Path(str(root)).expanduser()
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"Cannot create storage.root {str(path)!r}: {exc.strerror}. Choose a writable directory with storage.root=/path.") from exc
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise UserError(f"storage.root {str(path)!r} is not writable. Choose a writable directory with storage.root=/path.")
+    mode = parse_mode(storage["root_mode"], "storage.root_mode") if storage.get("root_mode") is not None else DEFAULT_ROOT_MODE
+
+    path = prepare_root(str(Path(str(root)).expanduser().absolute()), mode)
+    check_marker(
+        storage.get("marker"),
+        path,
+        what=f"the local storage at {str(path)!r} is not ready",
+        fix="Mount or create what storage.marker points to, or set storage.marker=null to disable the check.",
+    )
     log.debug("local storage at %s", path)
     return str(path)
 

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from forge_launcher.bootstrap import CLIENT_EXIT_FILE
+from forge_launcher.workers import CLIENT_EXIT_FILE
 from forge_launcher.records import write_json_atomic
 
 log = logging.getLogger(__name__)

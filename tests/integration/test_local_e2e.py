@@ -154,3 +154,18 @@ def test_interrupt_foreground_stops_job(tmp_path: Path, forge_env: dict[str, Pat
     assert process.returncode == 1
     assert "int1: CANCELLED" in output
     assert wait_for(lambda: not processes_of("int1"), timeout=30), processes_of("int1")
+
+
+def test_killed_client_stops_workers(tmp_path: Path, forge_env: dict[str, Path]) -> None:
+    result = run_forge(str(waiting_config(tmp_path)), "detached=true", "job.name=orphan1")
+    assert result.returncode == 0, result.stderr
+    job_dir = forge_env["storage"] / "forge_runs" / "orphan1"
+    assert wait_for(lambda: (job_dir / "ready").exists(), timeout=120)
+
+    bootstrap = [pid for pid in processes_of("orphan1") if b"bootstrap" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    assert len(bootstrap) == 1
+    os.kill(bootstrap[0], signal.SIGKILL)
+
+    # Workers notice the silent client heartbeat and stop; the job then ends.
+    assert wait_for(lambda: status_of("orphan1") == "FAILED", timeout=60)
+    assert wait_for(lambda: not processes_of("orphan1"), timeout=30), processes_of("orphan1")

@@ -57,3 +57,22 @@ def test_clean_exit_allowed_while_running(tmp_path: Path) -> None:
     meshes = [MESHES[1]]
     assert find_failures(tmp_path, meshes, allow_clean_exit=True) == []
     assert len(find_failures(tmp_path, meshes)) == 1
+
+
+def test_client_gone_rules(tmp_path: Path) -> None:
+    from forge_launcher.workers import client_gone, client_heartbeat
+
+    assert client_gone(tmp_path) is None
+
+    heartbeat = client_heartbeat(tmp_path)
+    heartbeat.start()
+    heartbeat.stop()
+    assert client_gone(tmp_path) is None
+    old = time.time() - 60
+    os.utime(tmp_path / "client.alive", (old, old))
+    assert "no heartbeat" in client_gone(tmp_path)
+
+    (tmp_path / "client_exit.json").write_text('{"code": 0}')
+    assert client_gone(tmp_path, exit_grace=30) is None
+    os.utime(tmp_path / "client_exit.json", (old, old))
+    assert "exited" in client_gone(tmp_path, exit_grace=30)
