@@ -3,7 +3,7 @@
 Both runs do the same work: two Monarch worker processes on 127.0.0.1 (meshes
 policy_0 and trainer) and the toy RL client from examples/toy_rl.py. The
 by-hand run starts the workers with ``python -m forge_launcher.monarch_worker``,
-writes the provision file itself and runs the client; the forge run is
+writes the provision file itself and runs the client. The forge run is
 ``forge examples/toy_rl.yaml`` (local backend, foreground client).
 
 Run from the repository root: python benchmarks/bench_e2e.py [--runs N]

@@ -170,7 +170,7 @@ def forge_launcher_wait(record: JobRecord, timeout: float | None) -> JobStatus:
 def forge_launcher_list(storage_root: str) -> list[JobStatus]:
     """Return jobs of this plugin's backends found under ``storage_root``.
 
-    Called on every plugin for each storage root in the local job records;
-    ``forge list`` adds the jobs it has no record of (launched from another
-    machine or another ``FORGE_HOME``).
+    Called on every plugin for each storage root in the local job records.
+    ``forge list`` adds the jobs it has no record of, such as jobs launched
+    from another machine or another ``FORGE_HOME``.
     """

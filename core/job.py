@@ -63,17 +63,13 @@ class Job:
     backend_config: dict[str, Any]
     storage_config: dict[str, Any]
     config: Any = field(default=None, repr=False)
-    #: Variables only the client process gets, on top of ``env``; a backend
+    #: Variables only the client process gets, on top of ``env``. A backend
     #: sets ``CUDA_VISIBLE_DEVICES`` here when it assigns GPUs.
     client_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def saved_config(self) -> Path:
         return self.dir / SAVED_CONFIG
-
-    @property
-    def total_hosts(self) -> int:
-        return sum(mesh.hosts for mesh in self.meshes)
 
 
 def _integer_field(entry: Any, key: str, source: str, default: int, minimum: int) -> int:

@@ -33,7 +33,7 @@ WORKER_EXIT_GRACE = 30.0
 
 @dataclass
 class LaunchRequest:
-    """What the user asked for on the command line."""
+    """The launch options given on the command line."""
 
     config: str
     overrides: list[str] = field(default_factory=list)

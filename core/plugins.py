@@ -35,7 +35,7 @@ class BackendSpec:
     #: The client role runs on a host with GPUs. When it does not, each GPU
     #: actor without ``hosts`` gets a one-host mesh of its own.
     client_has_gpus: bool = True
-    #: Longest job name the scheduler accepts.
+    #: Maximum length of a job name that the scheduler accepts.
     max_job_name_length: int = 64
 
 

@@ -7,7 +7,7 @@ Layout under ``<job dir>/workers/<mesh>/``:
 * ``<replica>.exit``: the worker's exit code, written when it ends.
 
 The client touches ``<job dir>/client.alive`` while it runs and writes
-``client_exit.json`` when it ends; workers stop by themselves when the client
+``client_exit.json`` when it ends. Workers stop by themselves when the client
 is gone, so no worker outlives its job on any backend.
 
 Only the shared job directory is needed, so this works on every backend whose

@@ -136,7 +136,7 @@ def _pid_alive(pid: int | None) -> bool:
         return False
     except PermissionError:
         return True
-    # A zombie still answers kill(0); its state letter tells it apart.
+    # kill(pid, 0) succeeds on a zombie too, so read its state letter.
     try:
         with open(f"/proc/{pid}/stat") as stat:
             return stat.read().split(")")[-1].split()[0] != "Z"

@@ -92,7 +92,10 @@ def supervise(app: Any, cfg: dict[str, Any], job_dir: Path, parent_pid: int | No
                 code = _client_exit_code(job_dir) if detached else None
                 if code is not None:
                     final = "SUCCEEDED" if code == 0 else "FAILED"
-                writer.update(state=final, message=writer.data["message"] or (description.structured_error_msg if description and description.structured_error_msg != "<NONE>" else ""))
+                message = writer.data["message"]
+                if not message and description is not None and description.structured_error_msg != "<NONE>":
+                    message = description.structured_error_msg
+                writer.update(state=final, message=message)
                 return 0 if final == "SUCCEEDED" else 1
 
             if parent_pid is not None and not _pid_alive(parent_pid):
