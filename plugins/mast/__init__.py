@@ -1,1 +1,5 @@
-"""Work in progress: filled in by the plugin's own change."""
+"""The MAST backend plugin: Forge jobs submitted to MAST through a TorchX scheduler.
+
+Registered in the entry-point group ``forge_launcher.plugins`` as
+``mast_backend``; select it with ``+backend=mast``.
+"""
