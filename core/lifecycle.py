@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from forge_launcher.errors import UserError
+from forge_launcher.errors import ForgeLauncherError, UserError
 from forge_launcher.plugins import load_registry
 from forge_launcher.records import JobRecord, JobStatus, find_record, load_records, save_record
 
@@ -32,6 +32,15 @@ def job_status(name_or_handle: str) -> JobStatus:
     return _status_of(record, load_registry())
 
 
+def _status_for_listing(record: JobRecord, registry: PluginRegistry) -> JobStatus:
+    # One unreachable scheduler must not hide every other job from 'forge list'.
+    try:
+        return _status_of(record, registry)
+    except ForgeLauncherError as exc:
+        log.warning("status of job %s failed: %s", record.name, exc)
+        return JobStatus(record.name, "UNKNOWN", record.handle, record.backend, str(exc))
+
+
 def list_jobs() -> list[JobStatus]:
     """Return every recorded job, newest first, then jobs the backends find on the same storage.
 
@@ -40,7 +49,7 @@ def list_jobs() -> list[JobStatus]:
     """
     registry = load_registry()
     records = load_records()
-    statuses = [_status_of(record, registry) for record in records]
+    statuses = [_status_for_listing(record, registry) for record in records]
 
     known = {record.name for record in records}
     roots = sorted({str(Path(record.job_dir).parent.parent) for record in records})

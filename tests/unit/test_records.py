@@ -36,3 +36,26 @@ def test_unknown_fields_ignored(tmp_path: Path) -> None:
     data = {"name": "n", "backend": "local", "storage": "local", "job_dir": "/x", "config_path": "c", "detached": False,
             "created": "t", "added_later": 1}
     assert JobRecord.from_dict(data).name == "n"
+
+
+def test_list_survives_failing_status(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from forge_launcher import lifecycle
+    from forge_launcher.errors import ForgeLauncherError
+
+    save_record(make_record(tmp_path, "ok", "2026-01-01T00:00:00"))
+    broken = make_record(tmp_path, "broken", "2026-01-02T00:00:00")
+    broken.extra["raise"] = True
+    save_record(broken)
+
+    real = lifecycle._status_of
+
+    def flaky(record, registry):
+        if record.extra.get("raise"):
+            raise ForgeLauncherError("scheduler unreachable")
+        return real(record, registry)
+
+    monkeypatch.setattr(lifecycle, "_status_of", flaky)
+    statuses = {s.name: s for s in lifecycle.list_jobs()}
+    assert statuses["broken"].state == "UNKNOWN"
+    assert "scheduler unreachable" in statuses["broken"].message
+    assert "ok" in statuses
