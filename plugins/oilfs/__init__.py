@@ -1,1 +1,1 @@
-"""Work in progress: filled in by the plugin's own change."""
+"""The built-in ``oilfs`` storage: an OilFS workspace mounted with FUSE on every host."""
