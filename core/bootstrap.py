@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SPEC_FILE = "job_spec.json"
+#: Environment variable with the job's storage name and section as JSON.
+STORAGE_ENV = "FORGE_STORAGE"
 PROVISION_FILE = "provision.json"
 DEFAULT_PROVISION_TIMEOUT = 300.0
 #: Seconds between checks of the workload and the workers.
@@ -65,6 +67,31 @@ def load_job_spec(job_dir: Path) -> Job:
     return Job(**data)
 
 
+def storage_env_value(name: str, section: dict[str, Any]) -> str:
+    """Return the value of ``FORGE_STORAGE`` for a job, without secret-named keys."""
+    public = {key: value for key, value in section.items() if not is_secret_name(key)}
+    return json.dumps({"name": name, "section": public}, sort_keys=True)
+
+
+def mount_from_environment(registry: PluginRegistry) -> str | None:
+    """Mount the storage named in ``FORGE_STORAGE`` and return its root, or None when unset.
+
+    Called first by the client and by every worker, because the job
+    directory they read is on that storage.
+    """
+    value = os.environ.get(STORAGE_ENV)
+    if not value:
+        return None
+    try:
+        storage = json.loads(value)
+        name, section = storage["name"], storage["section"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{STORAGE_ENV} is not valid storage JSON ({exc}): {value[:200]!r}.") from exc
+    root = registry.storage_hooks(name).forge_launcher_mount(storage=section)
+    log.info("storage %s mounted at %s", name, root)
+    return root
+
+
 def workload_command(job: Job) -> list[str]:
     """Return the workload's argv: the script or module, ``--config <saved config>``, then the job's args."""
     target = [job.script] if job.script else ["-m", str(job.module)]
@@ -96,6 +123,7 @@ def _terminate(process: subprocess.Popen) -> None:
 
 def run_bootstrap(job_dir: Path, registry: PluginRegistry) -> int:
     """Run the client side of a job, record its exit code in the job directory and return it."""
+    mount_from_environment(registry)
     code = 1
     heartbeat = client_heartbeat(job_dir)
     heartbeat.start()

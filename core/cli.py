@@ -217,8 +217,11 @@ def _bootstrap(args: argparse.Namespace) -> int:
 def _worker(args: argparse.Namespace) -> int:
     import socket
 
+    from forge_launcher.bootstrap import mount_from_environment
+    from forge_launcher.plugins import load_registry
     from forge_launcher.worker import run_worker
 
+    mount_from_environment(load_registry())
     host = args.host or socket.getfqdn()
     gpu_sets = [s for s in args.gpu_sets.split(";")] if args.gpu_sets else []
     code = run_worker(args.job_dir.absolute(), args.mesh, args.replica, host, args.port, gpu_sets)

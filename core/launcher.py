@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from forge_launcher.bootstrap import save_job_spec
+from forge_launcher.bootstrap import STORAGE_ENV, save_job_spec, storage_env_value
 from forge_launcher.config import compose, resolve_section, to_yaml
 from forge_launcher.job import RUNS_DIR, Job, allocate_job_dir, build_job, generate_job_name, validate_job_name
 from forge_launcher.records import JobRecord, code_revision, save_record
@@ -57,6 +57,9 @@ def prepare_job(request: LaunchRequest, registry: PluginRegistry) -> Job:
         backend_config=resolve_section(cfg, "backend"),
         forwarded_args=request.forwarded_args,
     )
+    # Every role mounts the storage before it reads the job directory, which
+    # lives on that storage; the section travels in the environment.
+    job.env[STORAGE_ENV] = storage_env_value(job.storage, job.storage_config)
     return job
 
 
