@@ -153,7 +153,7 @@ def read_tree_listing(path: Path) -> dict[str, TreeEntry] | None:
 
 @dataclass
 class SnapshotCheck:
-    """What a cached snapshot contains, compared with its tree listing when one is kept."""
+    """The result of checking a cached snapshot against its tree listing, when one is kept."""
 
     repo_id: str
     revision: str

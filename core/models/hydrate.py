@@ -42,8 +42,8 @@ log = logging.getLogger(__name__)
 
 #: Metadata folder of a local-dir download, relative to the directory. Never part of a snapshot.
 METADATA_DIR = Path(".cache") / "huggingface"
-# NOTE: the Hub stores a file in LFS when the repository's .gitattributes says
-# so or when it is larger than about 10 MB. Without a tree listing, files of
+# NOTE: the Hub stores a file in LFS when the repository's .gitattributes
+# matches it or when it is larger than about 10 MB. Without a tree listing, files of
 # this size or more are guessed to be LFS files. A wrong guess only changes the
 # blob's name in the cache, which offline loading never reads.
 LFS_SIZE_THRESHOLD = 10 * 1024 * 1024
@@ -69,7 +69,7 @@ class LocalFile:
 
 @dataclass
 class HydrateResult:
-    """What :func:`hydrate` put into the cache."""
+    """The summary of one :func:`hydrate` run: the snapshot and how its blobs were made."""
 
     repo_id: str
     revision: str
@@ -172,7 +172,7 @@ def _collect(
     local_dir: Path, commit: str, metadata: dict[str, tuple[str, str] | str], on_disk: dict[str, Path],
     listing: dict[str, TreeEntry] | None, hash_missing: bool,
 ) -> tuple[list[LocalFile], list[str], int]:
-    wanted = sorted(listing) if listing is not None else sorted(on_disk)
+    expected_paths = sorted(listing) if listing is not None else sorted(on_disk)
     if listing is not None:
         for extra in sorted(set(on_disk) - set(listing)):
             log.warning("%s is not in the tree listing of commit %s and is left out of the snapshot", extra, commit)
@@ -180,7 +180,7 @@ def _collect(
     files: list[LocalFile] = []
     problems: list[str] = []
     hashed = 0
-    for path in wanted:
+    for path in expected_paths:
         source = on_disk.get(path)
         listed = listing.get(path) if listing is not None else None
         if listed is not None and not (_is_safe_repo_path(path) and ETAG_PATTERN.match(listed.etag)):
@@ -211,14 +211,14 @@ def _collect(
 
 
 def _raise_problems(local_dir: Path, repo_id: str, commit: str, problems: list[str], hash_missing: bool) -> None:
-    shown = problems[:_MAX_LISTED_PROBLEMS]
-    more = f"\n  ... and {len(problems) - len(shown)} more" if len(problems) > len(shown) else ""
+    listed_problems = problems[:_MAX_LISTED_PROBLEMS]
+    more = f"\n  ... and {len(problems) - len(listed_problems)} more" if len(problems) > len(listed_problems) else ""
     fix = f"Download the missing files again with: forge model stage {repo_id} --local-dir {local_dir}"
     if not hash_missing:
         fix += ", or pass --commit COMMIT to compute the ETags of files without metadata"
     raise UserError(
         f"{str(local_dir)!r} is not a complete snapshot of {repo_id} at commit {commit}; "
-        f"{len(problems)} file(s) cannot be hydrated:\n  " + "\n  ".join(shown) + more + "\n" + fix + "."
+        f"{len(problems)} file(s) cannot be hydrated:\n  " + "\n  ".join(listed_problems) + more + "\n" + fix + "."
     )
 
 
@@ -273,8 +273,8 @@ def _link_snapshot_entry(entry: Path, blob: Path) -> None:
         os.symlink(target, temporary)
     except OSError:
         # NOTE: like huggingface_hub on filesystems without symlinks, the
-        # snapshot then holds the file itself (hard link or copy of the blob).
-        log.warning("cannot create symlinks in %s; the snapshot holds copies of the blobs", entry.parent)
+        # snapshot then contains the file itself (hard link or copy of the blob).
+        log.warning("failed to create a symlink in %s, so the snapshot contains copies of the blobs", entry.parent)
         try:
             os.link(blob, temporary)
         except OSError:
@@ -295,10 +295,11 @@ def hydrate(
     The commit and each file's ETag come from the directory's download
     metadata, or ``commit`` names the commit. With ``hash_missing``, files
     without valid metadata for that commit are hashed instead (git blob sha1,
-    or sha256 for LFS files), which needs ``commit``. ``refs/<revision>`` is
-    written last, so an interrupted run never leaves a ref to a partial
-    snapshot; a ``revision`` that is itself a commit hash gets no ref, as in
-    huggingface_hub.
+    or sha256 for LFS files), which needs ``commit``.
+
+    ``refs/<revision>`` is written last, so an interrupted run never leaves a
+    ref to a partial snapshot. A ``revision`` that is itself a commit hash gets
+    no ref, as in huggingface_hub.
     """
     validate_repo_id(repo_id)
     validate_revision(revision)

@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class StageResult:
-    """Where :func:`stage` downloaded the files and what it hydrated."""
+    """The download folder of one :func:`stage` run and the hydrate result."""
 
     local_dir: Path
     hydrated: HydrateResult
