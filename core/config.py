@@ -89,6 +89,10 @@ def normalize_override(override: str) -> str:
         )
 
     key, value = override.split("=", 1)
+    if not key.lstrip("+~"):
+        raise UserError(f"Invalid override {override!r}: the key before '=' is empty. Write KEY=VALUE, for example steps=10.")
+    if key.lstrip("+") == "job.dir":
+        raise UserError("job.dir is set by the launcher to <storage root>/forge_runs/<job name>. Set storage.root or job.name instead.")
     parser = OverridesParser.create()
     try:
         parsed = parser.parse_override(override)
@@ -113,6 +117,24 @@ def normalize_override(override: str) -> str:
     return f"{key}={value}"
 
 
+def _unique_key_loader() -> type:
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        """A SafeLoader that rejects a key repeated in one mapping, as OmegaConf does."""
+
+        def construct_mapping(self, node: Any, deep: bool = False) -> dict:
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(None, None, f"found duplicate key {key!r}", key_node.start_mark)
+                seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+    return UniqueKeyLoader
+
+
 def load_yaml_file(path: Path) -> Any:
     """Parse a YAML file, turning a syntax error into a :class:`ConfigError` with file and line."""
     import yaml
@@ -121,8 +143,10 @@ def load_yaml_file(path: Path) -> Any:
         text = path.read_text()
     except OSError as exc:
         raise ConfigError(f"Cannot read config file {str(path)!r}: {exc.strerror}.") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"Config file {str(path)!r} is not UTF-8 text (byte {exc.start}). Give the path of a YAML file.") from exc
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_unique_key_loader())  # noqa: S506 - a SafeLoader subclass
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
@@ -176,7 +200,9 @@ def compose(config: str, overrides: list[str], registry: PluginRegistry) -> Dict
     """
     path = resolve_config_path(config)
     primary = load_yaml_file(path)
-    if primary is not None and not isinstance(primary, dict):
+    if primary is None:
+        raise ConfigError(f"Config file {str(path)!r} is empty. A job config needs at least job.script or job.module.")
+    if not isinstance(primary, dict):
         raise ConfigError(f"Config file {str(path)!r} must contain a mapping at the top level, not {type(primary).__name__}.")
 
     selection = split_selection(overrides)
@@ -259,6 +285,6 @@ def resolve_section(cfg: DictConfig, key: str) -> dict[str, Any]:
     except OmegaConfBaseException as exc:
         raise ConfigError(f"Cannot resolve the '{key}' section: {exc}".replace("\n", " ")) from exc
     for name, item in list(value.items()):
-        if isinstance(item, str) and name in ("root", "dir", "path"):
+        if isinstance(item, str) and item and name in ("root", "dir", "path"):
             value[name] = os.path.abspath(os.path.expanduser(item))
     return value

@@ -200,10 +200,62 @@ def allocate_job_dir(storage_root: Path, config_path: Path, requested: str | Non
     raise UserError(f"Could not find a free job name under {str(storage_root / RUNS_DIR)!r}. Give one with job.name=NAME.")
 
 
+ENV_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def job_value(cfg: DictConfig, key: str, kind: str = "value") -> Any:
+    """Return ``job.<key>`` resolved to plain data, or raise a :class:`ConfigError` naming it.
+
+    ``kind`` is ``"list"``, ``"mapping"`` or ``"value"`` (a scalar or None).
+    """
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        value = cfg.job.get(key)
+        if OmegaConf.is_config(value):
+            value = OmegaConf.to_container(value, resolve=True)
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"Cannot resolve job.{key}: {exc}".replace("\n", " ")) from exc
+    if kind == "list" and value is not None and not isinstance(value, list):
+        raise ConfigError(f"job.{key} must be a list, got {value!r}. Write it as job.{key}=[a,b] or as a YAML list.")
+    if kind == "mapping" and value is not None and not isinstance(value, dict):
+        raise ConfigError(f"job.{key} must be a mapping of names to values, got {value!r}.")
+    if kind == "value" and isinstance(value, (dict, list)):
+        raise ConfigError(f"job.{key} must be a single value, got {value!r}.")
+    return value
+
+
+def read_job_name(cfg: DictConfig) -> str | None:
+    """Return ``job.name`` as given, or None; a non-string value is a config error."""
+    name = job_value(cfg, "name")
+    if name is None or name == "":
+        return None
+    if not isinstance(name, str):
+        raise ConfigError(f"job.name must be text, got {name!r} ({type(name).__name__}). Quote it: job.name=\"'{name}'\".")
+    return name
+
+
+def read_env(cfg: DictConfig) -> dict[str, str]:
+    """Return ``job.env`` as strings, rejecting names and values a process environment cannot hold."""
+    env = {}
+    for name, value in (job_value(cfg, "env", "mapping") or {}).items():
+        name = str(name)
+        if not ENV_NAME_PATTERN.match(name):
+            raise ConfigError(f"job.env has an invalid variable name {name!r}: use letters, digits and '_', not starting with a digit.")
+        if isinstance(value, (dict, list)):
+            raise ConfigError(f"job.env.{name} must be a single value, got {value!r}.")
+        text = "" if value is None else str(value)
+        if "\0" in text:
+            raise ConfigError(f"job.env.{name} contains a NUL character, which no environment variable can hold.")
+        env[name] = text
+    return env
+
+
 def read_entrypoint(cfg: DictConfig) -> tuple[str | None, str | None]:
     """Return ``(script, module)`` from ``job.script``/``job.module``; exactly one must be set."""
-    script = cfg.job.get("script")
-    module = cfg.job.get("module")
+    script = job_value(cfg, "script")
+    module = job_value(cfg, "module")
     if bool(script) == bool(module):
         raise ConfigError(
             "Set exactly one of job.script (a Python file) or job.module (a module run with -m) "
@@ -213,6 +265,8 @@ def read_entrypoint(cfg: DictConfig) -> tuple[str | None, str | None]:
         path = Path(os.path.expanduser(str(script)))
         if not path.is_absolute():
             path = Path.cwd() / path
+        if path.is_dir():
+            raise ConfigError(f"job.script {str(script)!r} is a directory. Give the Python file to run, or use job.module.")
         if not path.is_file():
             raise ConfigError(f"job.script {str(script)!r} not found (looked at {str(path)!r}). Paths are relative to the directory forge runs in.")
         return str(path), None
@@ -243,8 +297,10 @@ def build_job(
     meshes, client_gpus = derive_meshes(cfg, client_has_gpus)
     script, module = read_entrypoint(cfg)
 
-    args = [str(a) for a in (OmegaConf.to_container(cfg.job.args, resolve=True) or [])] + list(forwarded_args)
-    env = {str(k): str(v) for k, v in (OmegaConf.to_container(cfg.job.env, resolve=True) or {}).items()}
+    if job_value(cfg, "dir") is not None:
+        raise ConfigError("job.dir is set by the launcher to <storage root>/forge_runs/<job name>; remove it from the config and set storage.root or job.name instead.")
+    args = [str(a) for a in (job_value(cfg, "args", "list") or [])] + list(forwarded_args)
+    env = read_env(cfg)
     return Job(
         name="",
         dir=Path(),

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING
 
 from forge_launcher.bootstrap import STORAGE_ENV, save_job_spec, storage_env_value
 from forge_launcher.config import compose, resolve_section, to_yaml
-from forge_launcher.job import RUNS_DIR, Job, allocate_job_dir, build_job, generate_job_name, validate_job_name
-from forge_launcher.records import JobRecord, code_revision, save_record
-from forge_launcher.secrets import mask_env
+from forge_launcher.job import RUNS_DIR, Job, allocate_job_dir, build_job, generate_job_name, read_job_name, validate_job_name
+from forge_launcher.records import JobRecord, code_revision, ensure_records_writable, save_record
+from forge_launcher.secrets import literal_secret_paths, mask_env
 
 if TYPE_CHECKING:
     from forge_launcher.plugins import PluginRegistry
@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 
 CLIENT_ROLE = "client"
 CLIENT_LOG_DIR = "client_logs"
+#: File ``forge cancel`` writes into a foreground job's directory.
+CANCEL_REQUEST_FILE = "cancel_requested"
 #: Seconds the workers get to exit by themselves after the client finished.
 WORKER_EXIT_GRACE = 30.0
 
@@ -84,17 +86,24 @@ def launch(request: LaunchRequest, registry: PluginRegistry) -> int:
     backend = registry.backend_hooks(job.backend)
     registry.pm.hook.forge_launcher_preflight(job=job)
 
-    requested_name = job.config.job.get("name")
+    requested_name = read_job_name(job.config)
     if request.dry_run:
-        name = validate_job_name(str(requested_name), spec.max_job_name_length) if requested_name else generate_job_name(job.config_path, spec.max_job_name_length)
+        if requested_name:
+            name = validate_job_name(requested_name, spec.max_job_name_length)
+        else:
+            name = generate_job_name(job.config_path, spec.max_job_name_length)
         _set_job_identity(job, name, Path(job.storage_config["root"]) / RUNS_DIR / name)
         print_dry_run(job, registry)
         return 0
 
     root = registry.storage_hooks(job.storage).forge_launcher_mount(storage=job.storage_config)
-    name, job_dir = allocate_job_dir(Path(root), job.config_path, str(requested_name) if requested_name else None, spec.max_job_name_length)
+    if requested_name:
+        validate_job_name(requested_name, spec.max_job_name_length)
+    ensure_records_writable()
+    name, job_dir = allocate_job_dir(Path(root), job.config_path, requested_name, spec.max_job_name_length)
     _set_job_identity(job, name, job_dir)
 
+    _warn_literal_secrets(job)
     try:
         (job_dir / "config.yaml").write_text(to_yaml(job.config))
         app = backend.forge_launcher_build_app(job=job)
@@ -134,6 +143,20 @@ def launch(request: LaunchRequest, registry: PluginRegistry) -> int:
         print(f"Follow it with: forge status {name}  |  forge logs {name} --role {CLIENT_ROLE} -f")
         return 0
     return run_client_foreground(job, record, registry)
+
+
+def _warn_literal_secrets(job: Job) -> None:
+    from omegaconf import OmegaConf
+
+    container = OmegaConf.to_container(job.config, resolve=False)
+    for path in literal_secret_paths(container):
+        if path.startswith("job.env."):
+            # Passed to the roles through the environment, never saved.
+            continue
+        log.warning(
+            "%s holds a literal secret, so the saved config shows it as '****' and the workload reads '****'. "
+            "Write it as ${oc.env:NAME} and export NAME instead.", path,
+        )
 
 
 def print_dry_run(job: Job, registry: PluginRegistry) -> None:
@@ -195,20 +218,21 @@ def run_client_foreground(job: Job, record: JobRecord, registry: PluginRegistry)
     log.debug("running client: %s (env %s)", command, mask_env({k: v for k, v in env.items() if k in job.env or k in job.client_env}))
     client = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     record.extra["client_pid"] = client.pid
+    record.extra["launcher_pid"] = os.getpid()
     save_record(record)
     tee = threading.Thread(target=_tee, args=(client.stdout, client_log_path(job.dir)), daemon=True)
     tee.start()
 
-    cancelled = threading.Event()
+    received: list[int] = []
 
     def on_signal(signum: int, _frame: object) -> None:
-        cancelled.set()
+        received.append(signum)
         try:
             os.killpg(client.pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
 
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         code = client.wait()
         tee.join(timeout=5)
@@ -222,11 +246,15 @@ def run_client_foreground(job: Job, record: JobRecord, registry: PluginRegistry)
     if status is None or not status.is_terminal:
         backend.forge_launcher_cancel(record=record)
 
-    if cancelled.is_set() or code < 0:
+    cancel_requested = (job.dir / CANCEL_REQUEST_FILE).exists()
+    if received or cancel_requested or code < 0:
         record.state = "CANCELLED"
     else:
         record.state = "SUCCEEDED" if code == 0 else "FAILED"
     record.extra["client_exit_code"] = code
     save_record(record)
     print(f"{job.name}: {record.state} (client exit code {code})")
+    if received:
+        # The shell convention for a command ended by a signal.
+        return 128 + received[0]
     return 0 if record.state == "SUCCEEDED" else 1

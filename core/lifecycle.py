@@ -81,6 +81,8 @@ def cancel_job(name_or_handle: str) -> JobStatus:
     registry = load_registry()
     backend = registry.backend_hooks(record.backend)
     backend.forge_launcher_cancel(record=record)
+    # The backend or a foreground launcher may have updated the record.
+    record = find_record(record.name)
     status = _status_of(record, registry)
     if status.is_terminal and record.state != status.state:
         record.state = status.state

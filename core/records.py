@@ -9,13 +9,16 @@ directory. Files are replaced atomically, so a reader never sees half a record.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from forge_launcher.errors import JobNotFoundError
+from forge_launcher.errors import ForgeLauncherError, JobNotFoundError, UserError
+
+log = logging.getLogger(__name__)
 
 RECORD_FILE = "job.json"
 
@@ -75,6 +78,30 @@ def _index_dir() -> Path:
     return forge_home() / "jobs"
 
 
+def ensure_records_writable() -> None:
+    """Create the job index directory, or raise a :class:`UserError` naming ``FORGE_HOME``."""
+    index = _index_dir()
+    try:
+        index.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(
+            f"Cannot create the job index {str(index)!r}: {exc.strerror}. "
+            f"Point FORGE_HOME at a writable directory (now {str(forge_home())!r})."
+        ) from exc
+    if not os.access(index, os.W_OK | os.X_OK):
+        raise UserError(f"The job index {str(index)!r} is not writable. Point FORGE_HOME at a writable directory.")
+
+
+def _read_record(path: Path) -> JobRecord:
+    try:
+        data = json.loads(path.read_text())
+        if not isinstance(data, dict):
+            raise ValueError(f"expected a JSON object, got {type(data).__name__}")
+        return JobRecord.from_dict(data)
+    except (ValueError, TypeError) as exc:
+        raise ForgeLauncherError(f"Job record {str(path)!r} is corrupt ({exc}). Delete the file to forget that job.") from exc
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write ``data`` as JSON to ``path`` through a temporary file and a rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -104,9 +131,9 @@ def load_records() -> list[JobRecord]:
         return records
     for path in index.glob("*.json"):
         try:
-            records.append(JobRecord.from_dict(json.loads(path.read_text())))
-        except (OSError, ValueError, TypeError):
-            continue
+            records.append(_read_record(path))
+        except (OSError, ForgeLauncherError) as exc:
+            log.warning("skipping unreadable job record %s: %s", path, exc)
     records.sort(key=lambda r: r.created, reverse=True)
     return records
 
@@ -116,7 +143,7 @@ def find_record(name_or_handle: str) -> JobRecord:
     index = _index_dir()
     by_name = index / f"{name_or_handle}.json"
     if "/" not in name_or_handle and by_name.is_file():
-        return JobRecord.from_dict(json.loads(by_name.read_text()))
+        return _read_record(by_name)
     for record in load_records():
         if record.handle and record.handle == name_or_handle:
             return record

@@ -22,16 +22,27 @@ def _is_interpolation(value: Any) -> bool:
     return isinstance(value, str) and value.startswith("${") and value.endswith("}")
 
 
+def _is_literal_secret(key: Any, item: Any) -> bool:
+    if not is_secret_name(key) or item is None or isinstance(item, dict):
+        return False
+    if isinstance(item, list):
+        return any(not isinstance(entry, (dict, list)) and not _is_interpolation(entry) for entry in item)
+    return not _is_interpolation(item)
+
+
 def mask_secrets(value: Any) -> Any:
     """Return a copy of a plain container with literal secret values replaced by ``****``.
 
     Interpolations such as ``${oc.env:HF_TOKEN}`` are kept because they name
-    where the secret comes from, not the secret itself.
+    where the secret comes from, not the secret itself. A list under a secret
+    name has each literal entry masked.
     """
     if isinstance(value, dict):
         masked = {}
         for key, item in value.items():
-            if is_secret_name(key) and item is not None and not isinstance(item, (dict, list)) and not _is_interpolation(item):
+            if _is_literal_secret(key, item) and isinstance(item, list):
+                masked[key] = [entry if _is_interpolation(entry) or isinstance(entry, (dict, list)) else MASK for entry in item]
+            elif _is_literal_secret(key, item):
                 masked[key] = MASK
             else:
                 masked[key] = mask_secrets(item)
@@ -39,6 +50,22 @@ def mask_secrets(value: Any) -> Any:
     if isinstance(value, list):
         return [mask_secrets(item) for item in value]
     return value
+
+
+def literal_secret_paths(value: Any, prefix: str = "") -> list[str]:
+    """Return the dotted keys whose literal values :func:`mask_secrets` would mask."""
+    paths = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            path = f"{prefix}{key}"
+            if _is_literal_secret(key, item):
+                paths.append(path)
+            else:
+                paths.extend(literal_secret_paths(item, path + "."))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            paths.extend(literal_secret_paths(item, f"{prefix}{index}."))
+    return paths
 
 
 def mask_env(env: dict[str, str]) -> dict[str, str]:

@@ -23,9 +23,9 @@ from typing import Any
 from forge_launcher import hookimpl
 from forge_launcher.errors import ForgeLauncherError, PreflightError
 from forge_launcher.job import Job
-from forge_launcher.launcher import CLIENT_ROLE, client_log_path
+from forge_launcher.launcher import CANCEL_REQUEST_FILE, CLIENT_ROLE, client_log_path
 from forge_launcher.plugins import BackendSpec
-from forge_launcher.records import JobRecord, JobStatus
+from forge_launcher.records import JobRecord, JobStatus, write_json_atomic
 from forge_launcher.workers import wait_for_workers
 from forge_launcher_local.gpus import assign_gpus, check_gpus, visible_gpus
 from forge_launcher_local.supervisor import STATE_FILE
@@ -33,6 +33,8 @@ from forge_launcher_local.supervisor import STATE_FILE
 log = logging.getLogger(__name__)
 
 BACKEND = "local"
+#: Guard against a typo such as hosts=100000 starting that many processes.
+DEFAULT_MAX_HOSTS = 64
 #: Seconds to wait for the supervisor to report the submitted app handle.
 SUBMIT_TIMEOUT = 60.0
 #: Seconds to wait for the supervisor to record CANCELLED after TERM.
@@ -59,6 +61,13 @@ def forge_launcher_preflight(job: Job) -> None:
     if job.backend != BACKEND:
         return
     check_gpus(job, visible_gpus())
+    max_hosts = int(job.backend_config.get("max_hosts") or DEFAULT_MAX_HOSTS)
+    total_hosts = sum(mesh.hosts for mesh in job.meshes)
+    if total_hosts > max_hosts:
+        raise PreflightError(
+            f"The job has {total_hosts} worker hosts, and on the local backend each is a process on this machine; "
+            f"the limit is backend.max_hosts={max_hosts}. Lower hosts or num_replicas, or raise backend.max_hosts."
+        )
     if job.meshes:
         import importlib.util
 
@@ -221,26 +230,91 @@ def forge_launcher_wait(record: JobRecord, timeout: float | None) -> JobStatus:
         time.sleep(0.2)
 
 
+def job_processes(job_name: str) -> list[int]:
+    """Return the pids of this machine whose environment has ``FORGE_JOB_NAME=<job_name>``.
+
+    Every role of a local job gets that variable and its children inherit it,
+    so this finds the job's processes even when its supervisor is gone.
+    """
+    marker = f"FORGE_JOB_NAME={job_name}".encode() + b"\0"
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if marker in (entry / "environ").read_bytes():
+                pids.append(int(entry.name))
+        except OSError:
+            continue
+    return pids
+
+
+def _stop_processes(pids: list[int], grace: float) -> list[int]:
+    """Send TERM, then KILL after ``grace`` seconds; return the pids still alive."""
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any(_pid_alive(pid) for pid in pids):
+        time.sleep(0.1)
+    for pid in pids:
+        if _pid_alive(pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    time.sleep(0.1)
+    return [pid for pid in pids if _pid_alive(pid)]
+
+
+def _reload(record: JobRecord) -> JobRecord:
+    try:
+        return JobRecord.from_dict(json.loads((Path(record.job_dir) / "job.json").read_text()))
+    except (OSError, ValueError, TypeError):
+        return record
+
+
 @hookimpl
 def forge_launcher_cancel(record: JobRecord) -> None:
     job_dir = Path(record.job_dir)
-    client_pid = record.extra.get("client_pid")
-    if not record.detached and _pid_alive(client_pid):
-        try:
-            os.killpg(int(client_pid), signal.SIGTERM)
-        except ProcessLookupError:
-            pass
+    # The foreground launcher calls this itself to stop the workers after its
+    # client ended; only a cancel from elsewhere is a user's request.
+    from_user = record.extra.get("launcher_pid") != os.getpid()
+    if not record.detached and from_user:
+        (job_dir / CANCEL_REQUEST_FILE).touch()
+        client_pid = record.extra.get("client_pid")
+        if _pid_alive(client_pid):
+            try:
+                os.killpg(int(client_pid), signal.SIGTERM)
+            except ProcessLookupError:
+                pass
 
     state = _read_state(job_dir)
     pid = state.get("pid")
-    if not _pid_alive(pid):
-        return
-    os.kill(int(pid), signal.SIGTERM)
-    deadline = time.monotonic() + CANCEL_TIMEOUT
-    while _pid_alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
     if _pid_alive(pid):
-        raise ForgeLauncherError(f"Supervisor {pid} of job {record.name!r} did not stop within {CANCEL_TIMEOUT:.0f} s; kill it with: kill -9 {pid}")
+        os.kill(int(pid), signal.SIGTERM)
+        deadline = time.monotonic() + CANCEL_TIMEOUT
+        while _pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+    # A supervisor that was killed cannot stop its roles: find them directly.
+    leftover = job_processes(record.name)
+    if leftover:
+        log.warning("stopping %d leftover processes of job %s: %s", len(leftover), record.name, leftover)
+        still_alive = _stop_processes(leftover, grace=10.0)
+        if still_alive:
+            raise ForgeLauncherError(f"Could not stop processes {still_alive} of job {record.name!r}. Stop them with: kill -9 {' '.join(map(str, still_alive))}")
+    if state and state.get("state") not in ("SUCCEEDED", "FAILED", "CANCELLED"):
+        state.update(state="CANCELLED", message="cancelled by forge cancel")
+        write_json_atomic(job_dir / STATE_FILE, state)
+
+    # The foreground launcher records the final state once its client is gone.
+    if not record.detached and from_user:
+        deadline = time.monotonic() + CANCEL_TIMEOUT
+        while _reload(record).state == "RUNNING" and _pid_alive(record.extra.get("launcher_pid")) and time.monotonic() < deadline:
+            time.sleep(0.1)
 
 
 def _log_file(record: JobRecord, role: str, replica: int) -> Path:
@@ -260,8 +334,10 @@ def forge_launcher_logs(record: JobRecord, role: str, replica: int, follow: bool
 
 
 def _read_lines(record: JobRecord, path: Path, follow: bool) -> Iterator[str]:
+    # A foreground job's state is in its record, which the launcher updates,
+    # so the record is read again on every check.
     while not path.exists():
-        if not follow or forge_launcher_status(record).is_terminal:
+        if not follow or forge_launcher_status(_reload(record)).is_terminal:
             raise ForgeLauncherError(f"No log file {str(path)!r} for job {record.name!r}. The role may not have started.")
         time.sleep(0.2)
     with open(path, errors="replace") as handle:
@@ -270,7 +346,7 @@ def _read_lines(record: JobRecord, path: Path, follow: bool) -> Iterator[str]:
             if line:
                 yield line
                 continue
-            if not follow or forge_launcher_status(record).is_terminal:
+            if not follow or forge_launcher_status(_reload(record)).is_terminal:
                 # One last read: lines written just before the job ended.
                 yield from handle.readlines()
                 return

@@ -22,7 +22,15 @@ def visible_gpus(environ: Mapping[str, str] | None = None) -> list[str]:
     environ = os.environ if environ is None else environ
     value = environ.get("CUDA_VISIBLE_DEVICES")
     if value is not None:
-        return [part.strip() for part in value.split(",") if part.strip() and part.strip() != "-1"]
+        ids = []
+        for part in (p.strip() for p in value.split(",")):
+            # CUDA stops reading the list at the first invalid entry, "-1" included.
+            if not part or part == "-1":
+                break
+            if part in ids:
+                raise PreflightError(f"CUDA_VISIBLE_DEVICES={value!r} lists GPU {part!r} twice. List each GPU once.")
+            ids.append(part)
+        return ids
     nvidia_smi = shutil.which("nvidia-smi")
     if nvidia_smi is None:
         return []
@@ -43,9 +51,17 @@ class GpuAssignment:
     client: str | None
 
 
+def _gpus(count: int) -> str:
+    return f"{count} GPU" if count == 1 else f"{count} GPUs"
+
+
 def gpu_demand(job: Job) -> list[tuple[str, int]]:
     """Return ``(what, GPUs)`` for every consumer of GPUs in ``job``."""
-    demand = [(f"mesh {mesh.name!r} ({mesh.hosts} hosts x {mesh.gpus_per_host})", mesh.hosts * mesh.gpus_per_host) for mesh in job.meshes if mesh.with_gpus]
+    demand = []
+    for mesh in job.meshes:
+        if mesh.with_gpus:
+            hosts = f"{mesh.hosts} host" if mesh.hosts == 1 else f"{mesh.hosts} hosts"
+            demand.append((f"mesh {mesh.name!r} ({hosts} x {_gpus(mesh.gpus_per_host)})", mesh.hosts * mesh.gpus_per_host))
     if job.client_gpus:
         demand.append(("GPU entries inside the client", job.client_gpus))
     return demand
@@ -58,9 +74,12 @@ def check_gpus(job: Job, visible: list[str]) -> None:
     if needed <= len(visible):
         return
     detail = ", ".join(f"{what}: {count}" for what, count in demand)
-    where = "CUDA_VISIBLE_DEVICES=" + ",".join(visible) if "CUDA_VISIBLE_DEVICES" in os.environ else "nvidia-smi"
+    if "CUDA_VISIBLE_DEVICES" in os.environ:
+        where = f"CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']!r}"
+    else:
+        where = "counted by nvidia-smi"
     raise PreflightError(
-        f"The job needs {needed} GPUs but {len(visible)} are visible ({where}). Needed: {detail}. "
+        f"The job needs {_gpus(needed)} but {len(visible)} visible ({where}). Needed: {detail}. "
         f"Lower procs/hosts/num_replicas, set with_gpus=false, or run on a backend with more GPUs."
     )
 

@@ -151,7 +151,7 @@ def test_interrupt_foreground_stops_job(tmp_path: Path, forge_env: dict[str, Pat
     finally:
         if process.poll() is None:
             process.kill()
-    assert process.returncode == 1
+    assert process.returncode == 130
     assert "int1: CANCELLED" in output
     assert wait_for(lambda: not processes_of("int1"), timeout=30), processes_of("int1")
 
@@ -169,3 +169,56 @@ def test_killed_client_stops_workers(tmp_path: Path, forge_env: dict[str, Path])
     # Workers notice the silent client heartbeat and stop; the job then ends.
     assert wait_for(lambda: status_of("orphan1") == "FAILED", timeout=60)
     assert wait_for(lambda: not processes_of("orphan1"), timeout=30), processes_of("orphan1")
+
+
+def test_cancel_foreground_from_other_shell(tmp_path: Path, forge_env: dict[str, Path]) -> None:
+    import subprocess
+    import sys
+
+    process = subprocess.Popen([sys.executable, "-m", "forge_launcher", str(waiting_config(tmp_path)), "job.name=fgc1"],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    job_dir = forge_env["storage"] / "forge_runs" / "fgc1"
+    try:
+        assert wait_for(lambda: (job_dir / "ready").exists(), timeout=120)
+        cancelled = run_forge("cancel", "fgc1")
+        output, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert "fgc1: CANCELLED" in cancelled.stdout
+    assert "fgc1: CANCELLED" in output
+    assert process.returncode == 1
+    assert status_of("fgc1") == "CANCELLED"
+    assert wait_for(lambda: not processes_of("fgc1"), timeout=30), processes_of("fgc1")
+
+
+def test_cancel_after_supervisor_killed(tmp_path: Path, forge_env: dict[str, Path]) -> None:
+    result = run_forge(str(waiting_config(tmp_path)), "detached=true", "job.name=nosup1")
+    assert result.returncode == 0, result.stderr
+    job_dir = forge_env["storage"] / "forge_runs" / "nosup1"
+    assert wait_for(lambda: (job_dir / "ready").exists(), timeout=120)
+
+    supervisor = json.loads((job_dir / "local_state.json").read_text())["pid"]
+    os.kill(supervisor, signal.SIGKILL)
+    assert wait_for(lambda: status_of("nosup1") == "UNKNOWN", timeout=10)
+
+    cancelled = run_forge("cancel", "nosup1")
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert "nosup1: CANCELLED" in cancelled.stdout
+    assert wait_for(lambda: not processes_of("nosup1"), timeout=30), processes_of("nosup1")
+
+
+def test_follow_foreground_logs_ends(forge_env: dict[str, Path]) -> None:
+    import subprocess
+    import sys
+
+    launch = subprocess.Popen([sys.executable, "-m", "forge_launcher", str(EXAMPLE), "job.name=follow1", "steps=30"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert wait_for(lambda: (forge_env["home"] / "jobs" / "follow1.json").exists(), timeout=60)
+        follow = run_forge("logs", "follow1", "--role", "client", "-f", timeout=120)
+    finally:
+        launch.wait(timeout=120)
+    assert follow.returncode == 0, follow.stderr
+    assert "toy_rl: done" in follow.stdout

@@ -82,8 +82,8 @@ def test_gpus_beyond_visible(tmp_path: Path, forge_env: dict[str, Path]) -> None
     body = "services:\n  policy: {procs: 2, num_replicas: 2, hosts: 1, with_gpus: true}\n"
     result = run_forge(str(write_config(tmp_path, body)), env={"CUDA_VISIBLE_DEVICES": "0,1"})
     assert result.returncode == 2
-    assert "needs 4 GPUs but 2 are visible" in result.stderr
-    assert "mesh 'policy_0' (1 hosts x 2): 2" in result.stderr
+    assert "needs 4 GPUs but 2 visible" in result.stderr
+    assert "mesh 'policy_0' (1 host x 2 GPUs): 2" in result.stderr
     assert_nothing_created(forge_env)
 
 
@@ -140,3 +140,57 @@ def test_status_of_unknown_job() -> None:
 def test_double_dash_only_for_launch() -> None:
     result = run_forge("status", "x", "--", "y")
     assert result.returncode == 2
+
+
+def test_too_many_local_hosts(tmp_path: Path, forge_env: dict[str, Path]) -> None:
+    result = run_forge(str(write_config(tmp_path, "actors:\n  t: {procs: 1, hosts: 100000}\n")))
+    assert result.returncode == 2
+    assert "100000 worker hosts" in result.stderr
+    assert "backend.max_hosts=64" in result.stderr
+    assert_nothing_created(forge_env)
+
+
+def test_literal_secret_warns(tmp_path: Path, forge_env: dict[str, Path]) -> None:
+    result = run_forge(str(write_config(tmp_path, "wandb:\n  api_key: literal123\n")), "job.name=sec1")
+    assert result.returncode == 0, result.stderr
+    assert "wandb.api_key holds a literal secret" in result.stderr
+    saved = (forge_env["storage"] / "forge_runs" / "sec1" / "config.yaml").read_text()
+    assert "literal123" not in saved
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("job.args=notalist", "job.args must be a list"),
+        ("job.env=5", "job.env must be a mapping"),
+        ("+job.env.BAD-KEY=1", "invalid variable name 'BAD-KEY'"),
+        ("job.name=true", "job.name must be text"),
+        ("job.name=${nope.missing}", "Cannot resolve job.name"),
+    ],
+)
+def test_bad_job_section(tmp_path: Path, forge_env: dict[str, Path], override: str, message: str) -> None:
+    result = run_forge(str(write_config(tmp_path, "")), override)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert_nothing_created(forge_env)
+
+
+def test_forge_home_not_directory(tmp_path: Path, forge_env: dict[str, Path]) -> None:
+    not_a_dir = tmp_path / "afile"
+    not_a_dir.write_text("x")
+    result = run_forge(str(write_config(tmp_path, "")), env={"FORGE_HOME": str(not_a_dir)})
+    assert result.returncode == 2
+    assert "FORGE_HOME" in result.stderr
+    assert not (forge_env["storage"] / "forge_runs").exists() or not any((forge_env["storage"] / "forge_runs").iterdir())
+
+
+def test_corrupt_record_reported(forge_env: dict[str, Path]) -> None:
+    jobs = forge_env["home"] / "jobs"
+    jobs.mkdir(parents=True)
+    (jobs / "bad.json").write_text("[]")
+    status = run_forge("status", "bad")
+    assert status.returncode == 1
+    assert "is corrupt" in status.stderr
+    listing = run_forge("list")
+    assert listing.returncode == 0

@@ -80,10 +80,45 @@ def test_compose_keeps_workload_resolvers(tmp_path: Path, registry) -> None:
 
 
 def test_compose_job_keys_interpolate(tmp_path: Path, registry) -> None:
+    from omegaconf import open_dict
+
     path = write(tmp_path, "ckpt: ${job.dir}/ckpt\nrun: ${job.name}\n")
-    cfg = compose(str(path), ["job.name=n1", "job.dir=/runs/n1"], registry)
+    cfg = compose(str(path), ["job.name=n1"], registry)
+    with open_dict(cfg):
+        cfg.job.dir = "/runs/n1"
     assert cfg.ckpt == "/runs/n1/ckpt"
     assert cfg.run == "n1"
+
+
+def test_job_dir_override_rejected() -> None:
+    with pytest.raises(UserError, match="job.dir is set by the launcher"):
+        normalize_override("job.dir=/etc")
+
+
+@pytest.mark.parametrize("override", ["=3", "+=3", "~=1"])
+def test_empty_override_key_rejected(override: str) -> None:
+    with pytest.raises(UserError, match="key before '=' is empty"):
+        normalize_override(override)
+
+
+def test_compose_binary_file(tmp_path: Path, registry) -> None:
+    path = tmp_path / "bin.yaml"
+    path.write_bytes(b"\xd9\xff\x00garbage")
+    with pytest.raises(ConfigError, match="not UTF-8 text"):
+        compose(str(path), [], registry)
+
+
+def test_compose_duplicate_key_names_line(tmp_path: Path, registry) -> None:
+    path = write(tmp_path, "steps: 1\nx: 2\nsteps: 3\n")
+    with pytest.raises(ConfigError) as info:
+        compose(str(path), [], registry)
+    assert f"{path}:3:" in str(info.value)
+    assert "duplicate key 'steps'" in str(info.value)
+
+
+def test_compose_empty_file(tmp_path: Path, registry) -> None:
+    with pytest.raises(ConfigError, match="is empty"):
+        compose(str(write(tmp_path, "")), [], registry)
 
 
 def test_compose_values_with_separators_verbatim(tmp_path: Path, registry) -> None:

@@ -21,6 +21,12 @@ def test_visible_respects_cuda_visible_devices() -> None:
     assert visible_gpus({"CUDA_VISIBLE_DEVICES": "3,5, 7"}) == ["3", "5", "7"]
     assert visible_gpus({"CUDA_VISIBLE_DEVICES": ""}) == []
     assert visible_gpus({"CUDA_VISIBLE_DEVICES": "-1"}) == []
+    assert visible_gpus({"CUDA_VISIBLE_DEVICES": "2,-1,3"}) == ["2"]
+
+
+def test_visible_rejects_duplicates() -> None:
+    with pytest.raises(PreflightError, match="lists GPU '0' twice"):
+        visible_gpus({"CUDA_VISIBLE_DEVICES": "0,0"})
 
 
 def test_visible_without_nvidia_smi(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -43,10 +49,10 @@ def test_check_gpus_names_the_numbers(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(PreflightError) as info:
         check_gpus(job, ["0", "1"])
     message = str(info.value)
-    assert "needs 5 GPUs but 2 are visible" in message
-    assert "mesh 'policy_0' (2 hosts x 2): 4" in message
+    assert "needs 5 GPUs but 2 visible" in message
+    assert "mesh 'policy_0' (2 hosts x 2 GPUs): 4" in message
     assert "inside the client: 1" in message
-    assert "CUDA_VISIBLE_DEVICES=0,1" in message
+    assert "CUDA_VISIBLE_DEVICES='0,1'" in message
 
 
 def test_cpu_job_needs_no_gpus() -> None:

@@ -22,3 +22,15 @@ def test_mask_secrets_nested() -> None:
 
 def test_mask_env() -> None:
     assert mask_env({"HF_TOKEN": "x", "HF_HOME": "/h"}) == {"HF_TOKEN": MASK, "HF_HOME": "/h"}
+
+
+def test_mask_secret_lists() -> None:
+    masked = mask_secrets({"secret_list": ["a", "${oc.env:B}"], "ok": ["c"]})
+    assert masked == {"secret_list": [MASK, "${oc.env:B}"], "ok": ["c"]}
+
+
+def test_literal_secret_paths() -> None:
+    from forge_launcher.secrets import literal_secret_paths
+
+    container = {"wandb": {"api_key": "k", "project": "p"}, "hf_token": "${oc.env:HF_TOKEN}", "l": [{"token": "t"}]}
+    assert literal_secret_paths(container) == ["wandb.api_key", "l.0.token"]
