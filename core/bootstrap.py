@@ -123,12 +123,12 @@ def _terminate(process: subprocess.Popen) -> None:
 
 def run_bootstrap(job_dir: Path, registry: PluginRegistry) -> int:
     """Run the client side of a job, record its exit code in the job directory and return it."""
-    mount_from_environment(registry)
+    mounted = mount_from_environment(registry) is not None
     code = 1
     heartbeat = client_heartbeat(job_dir)
     heartbeat.start()
     try:
-        code = _run_client(job_dir, registry)
+        code = _run_client(job_dir, registry, mounted)
         return code
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
@@ -138,12 +138,13 @@ def run_bootstrap(job_dir: Path, registry: PluginRegistry) -> int:
         write_json_atomic(job_dir / CLIENT_EXIT_FILE, {"code": code})
 
 
-def _run_client(job_dir: Path, registry: PluginRegistry) -> int:
+def _run_client(job_dir: Path, registry: PluginRegistry, mounted: bool) -> int:
     job = load_job_spec(job_dir)
     prepare_environment(job, registry)
 
-    root = registry.storage_hooks(job.storage).forge_launcher_mount(storage=job.storage_config)
-    log.info("storage %s mounted at %s", job.storage, root)
+    if not mounted:
+        root = registry.storage_hooks(job.storage).forge_launcher_mount(storage=job.storage_config)
+        log.info("storage %s mounted at %s", job.storage, root)
 
     timeout = float(job.backend_config.get("provision_timeout") or DEFAULT_PROVISION_TIMEOUT)
     addresses: dict[str, list[str]] = {}
