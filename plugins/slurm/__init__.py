@@ -1,1 +1,1 @@
-"""Work in progress: filled in by the plugin's own change."""
+"""The ``slurm`` backend: a Forge job as one heterogeneous Slurm job, through TorchX's ``slurm`` scheduler."""
