@@ -42,8 +42,9 @@ def _build_run_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="forge", usage=USAGE, description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("config", help="path of the Forge job config (YAML), relative to the current directory")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides such as trainer.lr=1e-5, job.name=NAME, detached=true")
-    parser.add_argument("--cfg", action="store_true", help="print the composed config with secrets masked, and exit")
-    parser.add_argument("--dry-run", action="store_true", help="print the TorchX AppDef and scheduler request, and submit nothing")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--cfg", action="store_true", help="print the composed config with secrets masked, and exit")
+    mode.add_argument("--dry-run", action="store_true", help="print the TorchX AppDef and scheduler request, and submit nothing")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-v info, -vv debug)")
     parser.add_argument("--version", action="version", version=f"forge-launcher {__version__}")
     return parser
@@ -128,6 +129,11 @@ def _dispatch(argv: list[str]) -> int:
             print("\ncommands: plugins, list, status, logs, cancel, model, setup, umount (forge COMMAND -h for help)")
             return 0 if argv else 2
         args = _build_run_parser().parse_intermixed_args(argv)
+        if not os.path.exists(args.config) and "." not in os.path.basename(args.config) and "/" not in args.config:
+            known = ", ".join(COMMANDS[1:] + tuple(DELEGATED_COMMANDS))
+            print(f"forge: error: {args.config!r} is neither a command nor a config file. Commands: {known}. "
+                  f"A config is a path to a .yaml file.", file=sys.stderr)
+            return 2
         _configure_logging(args.verbose)
         return _run(args, forwarded)
 
@@ -176,7 +182,8 @@ def _list(args: argparse.Namespace) -> int:
     if not rows:
         print("No jobs launched from this machine yet.")
         return 0
-    width = max(len(r.name) for r in rows)
+    width = max([len("NAME")] + [len(r.name) for r in rows])
+    print(f"{'NAME':<{width}}  {'STATE':<10}  {'BACKEND':<8}  HANDLE")
     for status in rows:
         print(f"{status.name:<{width}}  {status.state:<10}  {status.backend:<8}  {status.handle}")
     return 0

@@ -194,3 +194,15 @@ def test_corrupt_record_reported(forge_env: dict[str, Path]) -> None:
     assert "is corrupt" in status.stderr
     listing = run_forge("list")
     assert listing.returncode == 0
+
+
+def test_mistyped_command() -> None:
+    result = run_forge("stauts", "x")
+    assert result.returncode == 2
+    assert "'stauts' is neither a command nor a config file" in result.stderr
+
+
+def test_cfg_and_dry_run_exclusive() -> None:
+    result = run_forge(str(EXAMPLE), "--cfg", "--dry-run")
+    assert result.returncode == 2
+    assert "not allowed with argument" in result.stderr
