@@ -154,7 +154,7 @@ def _warn_literal_secrets(job: Job) -> None:
             # Passed to the roles through the environment, never saved.
             continue
         log.warning(
-            "%s holds a literal secret, so the saved config shows it as '****' and the workload reads '****'. "
+            "%s contains a literal secret value, which is masked as '****' in the saved config the workload reads. "
             "Write it as ${oc.env:NAME} and export NAME instead.", path,
         )
 

@@ -6,7 +6,7 @@
 * :func:`run_command` runs a mount or unmount command as an argv list with a
   timeout and an environment of the caller's choice.
 * :class:`HostLock` lets one process per host mount while the others wait,
-  and tells each waiter how the attempt made during its wait ended.
+  and reports to each waiter the outcome of the attempt it waited for.
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ def parse_mountinfo(text: str) -> list[MountEntry]:
 
 
 def read_mountinfo(path: Path = MOUNTINFO) -> list[MountEntry]:
-    """Return the mounts that this process sees."""
+    """Return the mounts visible to this process."""
     return parse_mountinfo(path.read_text())
 
 
@@ -136,7 +136,7 @@ def find_mount(mount_point: str | os.PathLike[str], entries: list[MountEntry] | 
 
 
 class MountState(enum.Enum):
-    """What a probe found at a mount point."""
+    """The result of probing a mount point."""
 
     NOT_MOUNTED = "not mounted"
     LIVE = "live"
@@ -187,7 +187,7 @@ def describe_entry(entry: MountEntry) -> str:
 
 @dataclass(frozen=True)
 class CommandResult:
-    """How a command ended: exit status and its decoded output."""
+    """The exit status and decoded output of a finished command."""
 
     argv: list[str]
     returncode: int

@@ -1,9 +1,9 @@
 """The ``local`` storage: a plain directory on this machine (``storage.root``).
 
-Besides ``root``, the section may set ``root_mode`` (octal digits, default
-``0755``: the mode given to the root when this plugin creates it) and
-``marker`` (a path, relative to the root unless absolute, that must exist,
-for example a file on a network share that proves the share is mounted).
+Besides ``root``, the section may set ``root_mode``, the octal mode given to
+the root when this plugin creates it (default ``0755``). It may also set
+``marker``, a path that must exist, relative to the root unless absolute: for
+example a file on a network share that proves the share is mounted.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from typing import Any
 from forge_launcher.errors import UserError
 from forge_launcher.mounts import normalize_mount_point, parse_mode
 
-#: Where MAST hosts install the OilFS wrapper.
+#: Path of the OilFS wrapper on MAST hosts.
 OILFS_WRAPPER = "/packages/oil.oilfs/oilfs-wrapper"
 DEFAULT_MOUNT_POINT = "/mnt/wsfuse"
 DEFAULT_TIMEOUT = 120.0

@@ -1,8 +1,8 @@
 """The ``oilfs`` storage on a real FUSE mount made by tests/bin/fake-oilfs (bindfs).
 
 The plugin runs the stand-in command exactly as it runs OilFS: the command
-line is set through ``storage.mount_command``, and nothing in the plugin
-knows about the tests.
+line is set through ``storage.mount_command``, and the plugin has no
+code path for tests.
 """
 
 from __future__ import annotations

@@ -153,7 +153,7 @@ def test_too_many_local_hosts(tmp_path: Path, forge_env: dict[str, Path]) -> Non
 def test_literal_secret_warns(tmp_path: Path, forge_env: dict[str, Path]) -> None:
     result = run_forge(str(write_config(tmp_path, "wandb:\n  api_key: literal123\n")), "job.name=sec1")
     assert result.returncode == 0, result.stderr
-    assert "wandb.api_key holds a literal secret" in result.stderr
+    assert "wandb.api_key contains a literal secret value" in result.stderr
     saved = (forge_env["storage"] / "forge_runs" / "sec1" / "config.yaml").read_text()
     assert "literal123" not in saved
 
