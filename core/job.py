@@ -283,7 +283,6 @@ def build_job(
     forwarded_args: list[str],
 ) -> Job:
     """Build the :class:`Job` for a composed config; the job directory is not created yet."""
-    from omegaconf import OmegaConf
 
     detached = cfg.get("detached")
     if detached is None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from forge_launcher_local.backend import job_processes
 from tests.conftest import EXAMPLE, run_forge
 
 pytest.importorskip("monarch", reason="needs the torchmonarch extra: pip install 'forge-launcher[monarch]'")
@@ -31,17 +32,7 @@ time.sleep(600)
 
 def processes_of(job_name: str) -> list[int]:
     """Return pids whose environment carries FORGE_JOB_NAME=<job_name>."""
-    marker = f"FORGE_JOB_NAME={job_name}".encode() + b"\0"
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if marker in (entry / "environ").read_bytes():
-                pids.append(int(entry.name))
-        except OSError:
-            continue
-    return pids
+    return job_processes(job_name)
 
 
 def wait_for(predicate, timeout: float, interval: float = 0.2) -> bool:
