@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 from forge_launcher.bootstrap import STORAGE_ENV, save_job_spec, storage_env_value
 from forge_launcher.config import compose, resolve_section, to_yaml
 from forge_launcher.job import RUNS_DIR, Job, allocate_job_dir, build_job, generate_job_name, read_job_name, validate_job_name
-from forge_launcher.records import JobRecord, code_revision, ensure_records_writable, save_record
+from forge_launcher.errors import UserError
+from forge_launcher.records import JobRecord, code_revision, delete_record, ensure_records_writable, save_record
 from forge_launcher.secrets import literal_secret_paths, mask_env
 
 if TYPE_CHECKING:
@@ -128,6 +129,12 @@ def launch(request: LaunchRequest, registry: PluginRegistry) -> int:
 
     try:
         record.handle = backend.forge_launcher_submit(job=job, app=app)
+    except UserError:
+        # The scheduler rejected the request before queueing anything, so the
+        # launch leaves no trace and the job name can be used again.
+        delete_record(record)
+        shutil.rmtree(job_dir, ignore_errors=True)
+        raise
     except BaseException as exc:
         record.state = "FAILED"
         record.extra["error"] = f"submission failed: {exc}"

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from forge_launcher.errors import ForgeLauncherError, JobNotFoundError, UserError
+from forge_launcher.job import JOB_NAME_PATTERN
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +124,12 @@ def save_record(record: JobRecord) -> None:
     write_json_atomic(_index_dir() / f"{record.name}.json", data)
 
 
+def delete_record(record: JobRecord) -> None:
+    """Remove the record from the index and the job directory, if present."""
+    (_index_dir() / f"{record.name}.json").unlink(missing_ok=True)
+    (Path(record.job_dir) / RECORD_FILE).unlink(missing_ok=True)
+
+
 def load_records() -> list[JobRecord]:
     """Return every indexed record, newest first."""
     records = []
@@ -141,9 +148,12 @@ def load_records() -> list[JobRecord]:
 def find_record(name_or_handle: str) -> JobRecord:
     """Find a record by job name or TorchX app handle."""
     index = _index_dir()
-    by_name = index / f"{name_or_handle}.json"
-    if "/" not in name_or_handle and by_name.is_file():
-        return _read_record(by_name)
+    # Only a valid job name can be a record's file name; anything else
+    # (a handle, a 300-character typo) is matched against the handles.
+    if JOB_NAME_PATTERN.match(name_or_handle) and len(name_or_handle) <= 255 - len(".json"):
+        by_name = index / f"{name_or_handle}.json"
+        if by_name.is_file():
+            return _read_record(by_name)
     for record in load_records():
         if record.handle and record.handle == name_or_handle:
             return record

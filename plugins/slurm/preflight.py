@@ -8,7 +8,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
-from forge_launcher.errors import PreflightError
+from forge_launcher.errors import ForgeLauncherError, PreflightError
 from forge_launcher.job import Job
 from forge_launcher.launcher import CLIENT_ROLE
 from forge_launcher_slurm.config import SlurmConfig
@@ -53,9 +53,10 @@ def read_partition(partition: str | None) -> PartitionSize:
     try:
         result = subprocess.run(argv, capture_output=True, text=True, timeout=SINFO_TIMEOUT)
     except subprocess.TimeoutExpired as exc:
-        raise PreflightError(f"sinfo timed out after {SINFO_TIMEOUT:.0f} s, so the Slurm controller is not reachable. Check it with 'scontrol ping'.") from exc
+        raise ForgeLauncherError(f"sinfo timed out after {SINFO_TIMEOUT:.0f} s, so the Slurm controller is not reachable. Check it with 'scontrol ping'.") from exc
     if result.returncode != 0:
-        raise PreflightError(
+        # An unreachable controller is a runtime failure, not a config error.
+        raise ForgeLauncherError(
             f"sinfo failed with exit code {result.returncode}: {result.stderr.strip()}. "
             f"Check that slurmctld is running and reachable with 'scontrol ping'."
         )

@@ -99,12 +99,11 @@ def test_unregistered_scheduler(forge_env: dict[str, Path]) -> None:
     assert result.returncode == 2
     assert "'mast_conda' is not registered" in result.stderr
     assert "--dry-run" in result.stderr
-    record = read_record(forge_env, "grpo-nosched")
-    assert record["state"] == "FAILED"
-    assert record["handle"] == ""
+    assert not (forge_env["home"] / "jobs" / "grpo-nosched.json").exists()
+    assert not (forge_env["storage"] / "forge_runs" / "grpo-nosched").exists()
 
     status = run_forge("status", "grpo-nosched")
-    assert status.stdout.startswith("grpo-nosched: FAILED")
+    assert status.returncode == 2
 
 
 def test_dry_run_without_scheduler() -> None:
@@ -150,7 +149,8 @@ def test_missing_required_run_option(mast_env: dict[str, str], forge_env: dict[s
     assert result.returncode == 2
     assert "backend.scheduler_args.hpcIdentity=VALUE" in result.stderr
     assert fake.submissions() == []
-    assert read_record(forge_env, "grpo-noid")["state"] == "FAILED"
+    assert not (forge_env["home"] / "jobs" / "grpo-noid.json").exists()
+    assert not (forge_env["storage"] / "forge_runs" / "grpo-noid").exists()
 
 
 def test_same_name_running_not_relaunched(mast_env: dict[str, str], forge_env: dict[str, Path]) -> None:
@@ -162,7 +162,7 @@ def test_same_name_running_not_relaunched(mast_env: dict[str, str], forge_env: d
     assert "'grpo-twice' is already RUNNING" in result.stderr
     assert "mast_conda://torchx/grpo-twice" in result.stderr
     assert fake.submissions() == []
-    assert read_record(forge_env, "grpo-twice")["state"] == "FAILED"
+    assert not (forge_env["home"] / "jobs" / "grpo-twice.json").exists()
 
 
 def test_same_name_finished_relaunched(mast_env: dict[str, str]) -> None:

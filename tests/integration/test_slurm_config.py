@@ -5,6 +5,7 @@ These checks run before forge talks to the cluster, so they need no Slurm.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -50,3 +51,24 @@ def test_percent_in_storage_root_rejected(tmp_path: Path) -> None:
     assert repr(str(storage)) in result.stderr
     assert "'%'" in result.stderr
     assert not storage.exists()
+
+
+def test_unreachable_controller_is_runtime_error(tmp_path: Path, forge_env: dict[str, Path]) -> None:
+    # Stand-ins for the Slurm client commands: sinfo fails as it does when
+    # slurmctld is down.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("sbatch", "squeue", "scancel", "sacct", "scontrol"):
+        (bin_dir / tool).write_text("#!/bin/sh\nexit 0\n")
+        (bin_dir / tool).chmod(0o755)
+    sinfo = bin_dir / "sinfo"
+    sinfo.write_text("#!/bin/sh\necho 'slurm_load_partitions: Unable to contact slurm controller (connect failure)' >&2\nexit 1\n")
+    sinfo.chmod(0o755)
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}"}
+
+    result = run_forge(str(write_config(tmp_path)), "+backend=slurm", "job.name=down", env=env)
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Unable to contact slurm controller" in result.stderr
+    assert "scontrol ping" in result.stderr
+    assert not (forge_env["storage"] / "forge_runs" / "down").exists()

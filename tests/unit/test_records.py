@@ -59,3 +59,8 @@ def test_list_survives_failing_status(tmp_path: Path, monkeypatch: pytest.Monkey
     assert statuses["broken"].state == "UNKNOWN"
     assert "scheduler unreachable" in statuses["broken"].message
     assert "ok" in statuses
+
+
+def test_find_long_name_not_found() -> None:
+    with pytest.raises(JobNotFoundError):
+        find_record("x" * 300)
