@@ -4,7 +4,8 @@
   mount point, what is mounted there, and whether a FUSE mount is stale (its
   daemon died, so ``stat`` fails with ``ENOTCONN``).
 * :func:`run_command` runs a mount or unmount command as an argv list with a
-  timeout and an environment of the caller's choice.
+  timeout and an environment of the caller's choice, and masks the values of
+  secret-named variables of that environment in what the command printed.
 * :class:`HostLock` lets one process per host mount while the others wait,
   and reports to each waiter the outcome of the attempt it waited for.
 """
@@ -23,11 +24,13 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from forge_launcher.errors import ForgeLauncherError, UserError
+from forge_launcher.errors import ConfigError, ForgeLauncherError, UserError
+from forge_launcher.secrets import MASK, is_secret_name
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +127,27 @@ def normalize_mount_point(path: str | os.PathLike[str]) -> str:
     return os.path.join(os.path.realpath(parent), name) if name else absolute
 
 
+def read_mount_point(value: object, setting: str, example: str) -> str:
+    """Check a mount point setting and return it as an absolute path, with ``~`` expanded and symlinks kept.
+
+    ``example`` is a valid value for messages to suggest. Raises
+    :class:`ConfigError` when the value is missing, empty or relative, because
+    a relative path resolves against each process's working directory, so
+    hosts would disagree on where the storage is.
+    """
+    if value is None:
+        raise ConfigError(f"{setting} is not set. Set it to an absolute path, such as {setting}={example}.")
+    text = str(value)
+    if not text.strip():
+        raise ConfigError(f"{setting} is empty. Set it to an absolute path, such as {setting}={example}.")
+    expanded = os.path.expanduser(text)
+    if not os.path.isabs(expanded):
+        raise ConfigError(
+            f"Invalid {setting} {text!r}: it must be an absolute path, the same on every host, such as {setting}={example}."
+        )
+    return os.path.abspath(expanded)
+
+
 def find_mount(mount_point: str | os.PathLike[str], entries: list[MountEntry] | None = None) -> MountEntry | None:
     """Return the topmost mount at ``mount_point``, or ``None`` when nothing is mounted there."""
     target = normalize_mount_point(mount_point)
@@ -187,7 +211,7 @@ def describe_entry(entry: MountEntry) -> str:
 
 @dataclass(frozen=True)
 class CommandResult:
-    """The exit status and decoded output of a finished command."""
+    """The exit status and decoded output of a finished command, with secret values masked."""
 
     argv: list[str]
     returncode: int
@@ -195,12 +219,45 @@ class CommandResult:
     stderr: str
 
 
-class CommandTimeout(MountError):
+class CommandNotFound(MountError):
+    """The executable of a command does not exist or cannot be executed."""
+
+
+class CommandError(MountError):
+    """A command failed or timed out.
+
+    ``summary`` is one sentence on what happened, and ``output`` is what the
+    command printed on ``stream``. :meth:`describe` puts a caller's hint
+    before the output, so the hint never reads as part of the output.
+    """
+
+    def __init__(self, summary: str, output: str = "", stream: str = "stderr") -> None:
+        self.summary = summary
+        self.output = output
+        self.stream = stream
+        super().__init__(self.describe())
+
+    def describe(self, hint: str = "") -> str:
+        """Return the summary, then ``hint``, then the command's output on lines of its own."""
+        text = f"{self.summary} {hint}" if hint else self.summary
+        if self.output:
+            text += f"\nThe command's {self.stream} was:\n{self.output}"
+        return text
+
+
+class CommandTimeout(CommandError):
     """A command ran longer than its timeout and was killed."""
 
 
-class CommandNotFound(MountError):
-    """The executable of a command does not exist or cannot be executed."""
+class CommandFailed(CommandError):
+    """A command exited with a non-zero status."""
+
+    @classmethod
+    def from_result(cls, result: CommandResult) -> CommandFailed:
+        summary = f"Command {result.argv} failed with exit status {result.returncode}."
+        if result.stderr:
+            return cls(summary, result.stderr, "stderr")
+        return cls(summary, result.stdout, "stdout")
 
 
 def environment_without(names: tuple[str, ...], base: dict[str, str] | None = None) -> dict[str, str]:
@@ -211,14 +268,35 @@ def environment_without(names: tuple[str, ...], base: dict[str, str] | None = No
     return env
 
 
+def mask_secret_values(text: str, env: Mapping[str, str]) -> str:
+    """Replace in ``text`` the value of every secret-named variable of ``env`` with ``****``.
+
+    Names are judged by :func:`forge_launcher.secrets.is_secret_name`. Longer
+    values are replaced first, so a secret that contains another is masked
+    whole.
+    NOTE: a very short secret value, such as "1", is masked wherever those
+    characters occur, which can garble the rest of the output.
+    """
+    values = {value for name, value in env.items() if value.strip() and is_secret_name(name)}
+    for value in sorted(values, key=len, reverse=True):
+        text = text.replace(value, MASK)
+    return text
+
+
 def run_command(argv: list[str], timeout: float, env: dict[str, str] | None = None) -> CommandResult:
     """Run ``argv`` and return its result, killing its process group after ``timeout`` seconds.
+
+    ``env`` is the command's environment (default ``os.environ``). The values
+    of its secret-named variables are masked in the returned output and in
+    the :class:`CommandTimeout` message, because callers show that output in
+    errors and store it in the host lock's state file.
 
     Output goes to temporary files rather than pipes, because a mount command
     may leave a daemon running that keeps inherited pipes open long after the
     command itself has exited.
     """
     log.debug("running %s", argv)
+    command_env = os.environ if env is None else env
     with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
         try:
             process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, env=env, start_new_session=True)
@@ -230,9 +308,12 @@ def run_command(argv: list[str], timeout: float, env: dict[str, str] | None = No
             returncode = process.wait(timeout=timeout)
         except subprocess.TimeoutExpired as exc:
             _kill_group(process)
-            raise CommandTimeout(f"Command {argv} timed out after {timeout:g} s{_output_suffix(_read(stderr))}") from exc
+            output = mask_secret_values(_read(stderr), command_env)
+            raise CommandTimeout(f"Command {argv} timed out after {timeout:g} s.", output) from exc
 
-        return CommandResult(list(argv), returncode, _read(stdout), _read(stderr))
+        return CommandResult(
+            list(argv), returncode, mask_secret_values(_read(stdout), command_env), mask_secret_values(_read(stderr), command_env)
+        )
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:
@@ -248,14 +329,9 @@ def _read(handle: Any) -> str:
     return handle.read().decode(errors="replace").strip()
 
 
-def _output_suffix(stderr: str) -> str:
-    return f"; its stderr was:\n{stderr}" if stderr else "."
-
-
 def format_failure(result: CommandResult) -> str:
-    """Return ``"Command [...] failed with exit status N"`` followed by its stderr."""
-    output = result.stderr or result.stdout
-    return f"Command {result.argv} failed with exit status {result.returncode}{_output_suffix(output)}"
+    """Return ``"Command [...] failed with exit status N."`` followed by its stderr (or stdout)."""
+    return CommandFailed.from_result(result).describe()
 
 
 def default_unmount_command(lazy: bool) -> list[str]:
@@ -267,11 +343,14 @@ def default_unmount_command(lazy: bool) -> list[str]:
 
 
 def unmount(mount_point: str, command: list[str] | None, lazy: bool, timeout: float) -> None:
-    """Unmount ``mount_point`` with ``command`` (default :func:`default_unmount_command`) + the path."""
+    """Unmount ``mount_point`` with ``command`` (default :func:`default_unmount_command`) + the path.
+
+    Raises :class:`CommandNotFound`, :class:`CommandTimeout` or :class:`CommandFailed`.
+    """
     argv = [*(command or default_unmount_command(lazy)), mount_point]
     result = run_command(argv, timeout)
     if result.returncode != 0:
-        raise MountError(format_failure(result))
+        raise CommandFailed.from_result(result)
     log.info("unmounted %s%s", mount_point, " (lazily)" if lazy else "")
 
 
@@ -383,7 +462,7 @@ def parse_mode(value: object, setting: str) -> int:
     """Read a permission mode given as octal digits (``"2775"``, ``"0o755"``, ``755``)."""
     text = str(value).strip().lower().removeprefix("0o")
     if isinstance(value, bool) or not text or any(c not in "01234567" for c in text) or int(text, 8) > 0o7777:
-        raise UserError(f"Invalid {setting} {value!r}: expected a permission mode in octal digits, such as '2775' or '0755'.")
+        raise ConfigError(f"Invalid {setting} {value!r}: expected a permission mode in octal digits, such as '2775' or '0755'.")
     return int(text, 8)
 
 

@@ -159,23 +159,30 @@ def check_workload(cfg: DictConfig, config: str) -> Check:
 
 
 def check_storage(name: str, section: dict[str, Any], registry: PluginRegistry, mount: bool) -> Check:
-    """Mount the storage (``mount=True``) or only report its state."""
-    from forge_launcher.mounts import MountError, MountState, probe_mount
+    """Mount the storage (``mount=True``) or only report its state.
+
+    Raises :class:`ConfigError` for an invalid setting, so that ``forge setup``
+    exits 2 as ``forge umount`` does, rather than reporting a failed check.
+    """
+    from forge_launcher.mounts import MountError, MountState, probe_mount, read_mount_point
 
     label = f"storage {name}"
-    mount_point = section.get("mount_point")
+    mount_point = None
     before = None
-    if mount_point:
+    if "mount_point" in section:
+        mount_point = read_mount_point(section["mount_point"], "storage.mount_point", example=f"/mnt/{name}")
         try:
-            before = probe_mount(str(mount_point)).state
+            before = probe_mount(mount_point).state
         except MountError as exc:
             return Check(label, False, str(exc), fix=f"Run 'forge umount +storage={name}' and then 'forge setup +storage={name}'.")
 
     if not mount:
-        return _report_storage(name, section, before)
+        return _report_storage(name, section, mount_point, before)
 
     try:
         root = registry.storage_hooks(name).forge_launcher_mount(storage=section)
+    except ConfigError:
+        raise
     except ForgeLauncherError as exc:
         return Check(label, False, str(exc))
     if mount_point is None:
@@ -187,17 +194,17 @@ def check_storage(name: str, section: dict[str, Any], registry: PluginRegistry, 
     return Check(label, True, f"mounted at {mount_point}, root {root}")
 
 
-def _report_storage(name: str, section: dict[str, Any], state: Any) -> Check:
+def _report_storage(name: str, section: dict[str, Any], mount_point: str | None, state: Any) -> Check:
     from forge_launcher.mounts import MountState
 
     label = f"storage {name}"
     fix = f"Run 'forge setup +storage={name}' without --check to mount it."
     if state is MountState.LIVE:
-        return Check(label, True, f"mounted at {section['mount_point']}")
+        return Check(label, True, f"mounted at {mount_point}")
     if state is MountState.STALE:
-        return Check(label, False, f"stale mount at {section['mount_point']} (its FUSE daemon is gone)", fix=fix)
+        return Check(label, False, f"stale mount at {mount_point} (its FUSE daemon is gone)", fix=fix)
     if state is MountState.NOT_MOUNTED:
-        return Check(label, False, f"not mounted at {section['mount_point']}", fix=fix)
+        return Check(label, False, f"not mounted at {mount_point}", fix=fix)
 
     root = Path(str(section.get("root") or ""))
     if root.is_dir():
@@ -229,7 +236,8 @@ def _build_setup_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="forge setup",
         description="Check this Python environment and mount the configured storage. "
-        "Each check prints ok, failed or warning; the exit status is 1 if a required check failed.",
+        "Each check prints ok, failed or warning; the exit status is 1 if a required check failed, "
+        "and 2 for an invalid override or storage setting.",
     )
     parser.add_argument(
         "arguments", nargs="*", metavar="[CONFIG.yaml] OVERRIDE",
@@ -242,7 +250,10 @@ def _build_setup_parser() -> argparse.ArgumentParser:
 
 
 def setup_main(argv: list[str]) -> int:
-    """Run ``forge setup`` and return its exit code: 0, or 1 when a required check failed."""
+    """Run ``forge setup`` and return its exit code: 0, or 1 when a required check failed.
+
+    An invalid setting raises :class:`ConfigError`, which the CLI reports with exit code 2.
+    """
     args = _build_setup_parser().parse_intermixed_args(argv)
     checks = run_checks(args.arguments, args.module, mount=not args.check)
 

@@ -14,9 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from forge_launcher import hookimpl
-from forge_launcher.errors import ForgeLauncherError, UserError
+from forge_launcher.errors import ConfigError, ForgeLauncherError, UserError
 from forge_launcher.mounts import (
+    CommandError,
+    CommandFailed,
     CommandNotFound,
+    CommandTimeout,
     HostLock,
     MountEntry,
     MountError,
@@ -24,14 +27,13 @@ from forge_launcher.mounts import (
     check_marker,
     describe_entry,
     environment_without,
-    format_failure,
     prepare_root,
     probe_mount,
     run_command,
     unmount,
 )
 from forge_launcher.plugins import StorageSpec
-from forge_launcher_oilfs.settings import OilfsSettings
+from forge_launcher_oilfs.settings import OilfsSettings, default_mount_command
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +58,7 @@ def forge_launcher_mount(storage: dict[str, Any]) -> str:
 
 @hookimpl
 def forge_launcher_unmount(storage: dict[str, Any]) -> bool:
-    settings = OilfsSettings.from_storage(storage)
+    settings = OilfsSettings.from_storage(storage, require_workspace=False)
     return unmount_workspace(settings)
 
 
@@ -65,6 +67,7 @@ def mount_workspace(settings: OilfsSettings) -> None:
 
     Raises :class:`UserError` when something else is mounted there or the
     marker is missing, and :class:`MountError` when the command fails.
+    ``settings`` must be read with the workspace required.
     """
     probe = probe_mount(settings.mount_point)
     if probe.state is MountState.LIVE:
@@ -123,12 +126,10 @@ def _detach_stale(settings: OilfsSettings, entry: MountEntry | None, error: OSEr
         described, settings.mount_point, error.strerror if error is not None else "stat failed",
     )
     try:
-        unmount(settings.mount_point, settings.unmount_command, lazy=True, timeout=settings.timeout)
-    except MountError as exc:
-        raise MountError(
-            f"Failed to unmount the stale mount at {settings.mount_point!r}: {exc} "
-            f"Unmount it as root with 'umount -l {settings.mount_point}', or set storage.unmount_command."
-        ) from exc
+        _run_unmount(settings, lazy=True)
+    except CommandError as exc:
+        hint = f"Unmount it as root with 'umount -l {settings.mount_point}', or set storage.unmount_command."
+        raise MountError(f"Failed to unmount the stale mount at {settings.mount_point!r}: {exc.describe(hint)}") from exc
 
 
 def _run_mount_command(settings: OilfsSettings) -> None:
@@ -137,17 +138,19 @@ def _run_mount_command(settings: OilfsSettings) -> None:
     try:
         result = run_command(argv, settings.timeout, env=environment_without(SCRUBBED_VARIABLES))
     except CommandNotFound as exc:
-        raise UserError(
+        # A configured command that is missing is a config error, but a missing default means OilFS is not installed.
+        error = UserError if settings.mount_command == default_mount_command() else ConfigError
+        raise error(
             f"{exc} It is the OilFS mount command (storage.mount_command={settings.mount_command}). "
             f"Install OilFS, or set storage.mount_command=[PROGRAM,ARG,...] to a command that takes WORKSPACE MOUNT_POINT."
         ) from exc
-    except MountError as exc:
-        raise MountError(f"Mounting {settings.workspace!r} at {settings.mount_point!r} failed: {exc} Raise storage.timeout if the workspace is slow to mount.") from exc
+    except CommandTimeout as exc:
+        hint = "Raise storage.timeout if the workspace is slow to mount."
+        raise MountError(f"Mounting {settings.workspace!r} at {settings.mount_point!r} failed: {exc.describe(hint)}") from exc
     if result.returncode != 0:
-        raise MountError(
-            f"Mounting {settings.workspace!r} at {settings.mount_point!r} failed: {format_failure(result)}\n"
-            f"Check storage.workspace and storage.mount_command."
-        )
+        failure = CommandFailed.from_result(result)
+        hint = "Check storage.workspace and storage.mount_command."
+        raise MountError(f"Mounting {settings.workspace!r} at {settings.mount_point!r} failed: {failure.describe(hint)}")
 
     probe = probe_mount(settings.mount_point)
     if probe.state is not MountState.LIVE:
@@ -160,8 +163,20 @@ def _run_mount_command(settings: OilfsSettings) -> None:
 
 
 def _create_mount_point(mount_point: str) -> None:
+    if os.path.lexists(mount_point) and not os.path.isdir(mount_point):
+        what = "is a file, not a directory" if os.path.isfile(mount_point) else "exists but is not a directory"
+        raise UserError(
+            f"storage.mount_point {mount_point!r} {what}, so nothing can be mounted on it. "
+            f"Choose another path with storage.mount_point=PATH, or remove the file."
+        )
     try:
         os.makedirs(mount_point, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as exc:
+        # A component of the path above the mount point is a file.
+        raise UserError(
+            f"Cannot create storage.mount_point {mount_point!r}: {exc.strerror}, because a parent path is not a directory. "
+            f"Choose another path with storage.mount_point=PATH."
+        ) from exc
     except OSError as exc:
         raise UserError(
             f"Cannot create storage.mount_point {mount_point!r}: {exc.strerror}. "
@@ -186,11 +201,31 @@ def unmount_workspace(settings: OilfsSettings) -> bool:
 
         lazy = settings.lazy_unmount or probe.state is MountState.STALE
         try:
-            unmount(settings.mount_point, settings.unmount_command, lazy=lazy, timeout=settings.timeout)
-        except MountError as exc:
-            hint = "" if lazy else " If it is busy, stop the processes using it, or detach it with 'forge umount --lazy'."
-            raise MountError(f"Failed to unmount {settings.mount_point!r}: {exc}{hint}") from exc
+            _run_unmount(settings, lazy=lazy)
+        except CommandTimeout as exc:
+            hint = "Raise storage.timeout if unmounting is slow."
+            raise MountError(f"Failed to unmount {settings.mount_point!r}: {exc.describe(hint)}") from exc
+        except CommandFailed as exc:
+            hint = "" if lazy else "If it is busy, stop the processes using it, or detach it with 'forge umount --lazy'."
+            raise MountError(f"Failed to unmount {settings.mount_point!r}: {exc.describe(hint)}") from exc
         return True
+
+
+def _run_unmount(settings: OilfsSettings, lazy: bool) -> None:
+    """Run the unmount command, explaining a missing command with its fix."""
+    try:
+        unmount(settings.mount_point, settings.unmount_command, lazy=lazy, timeout=settings.timeout)
+    except CommandNotFound as exc:
+        if settings.unmount_command is not None:
+            raise ConfigError(
+                f"{exc} It is the unmount command (storage.unmount_command={settings.unmount_command}). "
+                f"Set storage.unmount_command=[PROGRAM,ARG,...] to a command that takes MOUNT_POINT, "
+                f"or to null for the default (umount as root, fusermount -u for other users)."
+            ) from exc
+        raise MountError(
+            f"{exc} It is the default unmount command. Install fuse3 (for fusermount3) or util-linux (for umount), "
+            f"or set storage.unmount_command=[PROGRAM,ARG,...] to a command that takes MOUNT_POINT."
+        ) from exc
 
 
 def _check_ours(settings: OilfsSettings, entry: MountEntry | None) -> None:

@@ -398,12 +398,45 @@ def test_umount_busy_needs_lazy(workspace: FakeWorkspace) -> None:
 
         assert busy.returncode == 1
         assert "forge umount --lazy" in busy.stderr
+        # The hint ends the summary line, and the unmount command's own output follows it.
+        lines = busy.stderr.splitlines()
+        assert lines[0].endswith("detach it with 'forge umount --lazy'.")
+        assert lines[1] == "The command's stderr was:"
         assert find_mount(workspace.mount_point) is not None
 
         lazy = run_forge("umount", "--lazy", *workspace.overrides())
 
         assert lazy.returncode == 0, lazy.stderr
         assert find_mount(workspace.mount_point) is None
+
+
+def test_umount_without_workspace(workspace: FakeWorkspace) -> None:
+    mount(workspace.storage())
+    overrides = ["+storage=oilfs", f"storage.mount_point={workspace.mount_point}"]
+
+    check = run_forge("setup", "--check", *overrides, env={"FORGE_OILFS_WORKSPACE": ""})
+
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert f"ok       storage oilfs   mounted at {workspace.mount_point}" in check.stdout
+
+    result = run_forge("umount", *overrides, env={"FORGE_OILFS_WORKSPACE": ""})
+
+    assert result.returncode == 0, result.stderr
+    assert f"Unmounted storage oilfs at {workspace.mount_point}" in result.stdout
+    assert find_mount(workspace.mount_point) is None
+
+
+def test_umount_missing_unmount_command(workspace: FakeWorkspace, tmp_path: Path) -> None:
+    mount(workspace.storage())
+    missing = tmp_path / "no-such-umount"
+
+    result = run_forge("umount", *workspace.overrides(), f"storage.unmount_command=[{missing}]")
+
+    assert result.returncode == 2
+    assert f"Command {str(missing)!r} not found." in result.stderr
+    assert "storage.unmount_command" in result.stderr
+    assert "--lazy" not in result.stderr
+    assert find_mount(workspace.mount_point) is not None
 
 
 def test_unmount_hook_detaches_stale(workspace: FakeWorkspace) -> None:

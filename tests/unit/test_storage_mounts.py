@@ -11,19 +11,24 @@ from pathlib import Path
 
 import pytest
 
-from forge_launcher.errors import UserError
+from forge_launcher.errors import ConfigError
 from forge_launcher.mounts import (
+    CommandFailed,
     CommandNotFound,
+    CommandResult,
     CommandTimeout,
     HostLock,
     MountError,
     MountState,
     environment_without,
     find_mount,
+    format_failure,
+    mask_secret_values,
     normalize_mount_point,
     parse_mode,
     parse_mountinfo,
     probe_mount,
+    read_mount_point,
     run_command,
 )
 
@@ -79,6 +84,32 @@ def test_normalize_mount_point_resolves_parent(tmp_path: Path) -> None:
     assert normalize_mount_point(tmp_path / "link" / "mnt") == str((tmp_path / "real" / "mnt").resolve())
 
 
+def test_read_mount_point_valid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+
+    assert read_mount_point("/mnt/wsfuse/", "storage.mount_point", "/mnt/x") == "/mnt/wsfuse"
+    assert read_mount_point("~/mnt", "storage.mount_point", "/mnt/x") == str(tmp_path / "mnt")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, "storage.mount_point is not set"),
+        ("", "storage.mount_point is empty"),
+        ("  ", "storage.mount_point is empty"),
+        ("mnt/rel", "Invalid storage.mount_point 'mnt/rel': it must be an absolute path"),
+        ("./mnt", "Invalid storage.mount_point './mnt': it must be an absolute path"),
+        (5, "Invalid storage.mount_point '5': it must be an absolute path"),
+    ],
+)
+def test_read_mount_point_invalid(value: object, expected: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        read_mount_point(value, "storage.mount_point", "/mnt/x")
+
+    assert expected in str(caught.value)
+    assert "storage.mount_point=/mnt/x" in str(caught.value)
+
+
 def test_probe_plain_directory(tmp_path: Path) -> None:
     assert probe_mount(tmp_path).state is MountState.NOT_MOUNTED
 
@@ -94,7 +125,7 @@ def test_parse_mode_valid(value: object, mode: int) -> None:
 
 @pytest.mark.parametrize("value", ["", "rwx", "789", "17777", True, -1])
 def test_parse_mode_invalid(value: object) -> None:
-    with pytest.raises(UserError, match="storage.root_mode") as caught:
+    with pytest.raises(ConfigError, match="storage.root_mode") as caught:
         parse_mode(value, "storage.root_mode")
     assert repr(value) in str(caught.value)
 
@@ -115,6 +146,29 @@ def test_run_command_output() -> None:
     assert result.returncode == 3
     assert result.stdout == "out"
     assert result.stderr == "err"
+
+
+def test_run_command_masks_secret_values() -> None:
+    env = {"PATH": os.environ["PATH"], "HF_TOKEN": "hf-SECRET", "SERVICE_API_KEY": "key-SECRET", "PLAIN": "plain-value"}
+    script = "import os, sys; print(os.environ['HF_TOKEN']); print(os.environ['SERVICE_API_KEY'], os.environ['PLAIN'], file=sys.stderr)"
+
+    result = run_command([sys.executable, "-c", script], timeout=60, env=env)
+
+    assert result.stdout == "****"
+    assert result.stderr == "**** plain-value"
+
+
+def test_mask_secret_values_longest_first() -> None:
+    env = {"A_TOKEN": "abc", "B_SECRET": "abcdef", "MAX_TOKENS": "abcdef-not-secret", "EMPTY_KEY": ""}
+
+    assert mask_secret_values("x abcdef y abc z", env) == "x **** y **** z"
+
+
+def test_format_failure_output_last() -> None:
+    result = CommandResult(["fusermount", "-u", "/mnt/x"], 1, "", "fusermount: busy\nsecond line")
+
+    assert format_failure(result) == "Command ['fusermount', '-u', '/mnt/x'] failed with exit status 1.\nThe command's stderr was:\nfusermount: busy\nsecond line"
+    assert CommandFailed.from_result(result).describe("Try again.").splitlines()[0].endswith("exit status 1. Try again.")
 
 
 def test_run_command_not_found(tmp_path: Path) -> None:
