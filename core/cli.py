@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -112,7 +113,8 @@ def _dispatch(argv: list[str]) -> int:
         import importlib
 
         module_name, function = DELEGATED_COMMANDS[argv[0]]
-        _configure_logging(sum(1 for a in argv if a in ("-v", "--verbose")))
+        verbosity = sum(1 for a in argv if a == "--verbose") + sum(len(a) - 1 for a in argv if re.fullmatch(r"-v+", a))
+        _configure_logging(verbosity)
         return getattr(importlib.import_module(module_name), function)(argv[1:])
 
     forwarded: list[str] = []

@@ -31,10 +31,16 @@ DEFAULT_REVISION = "main"
 TREE_FORMAT_VERSION = 1
 COMMIT_PATTERN = re.compile(r"^[0-9a-f]{40}$")
 
-# Same rules as huggingface_hub's validate_repo_id: an optional namespace, a
-# name of word characters, '-' and '.', at most 96 characters.
-_REPO_ID_PATTERN = re.compile(r"^(?:[\w\-.]+/)?[\w\-.]+$")
-_MAX_REPO_ID_LENGTH = 96
+# The rules of huggingface_hub 2.4's validate_repo_id: an optional namespace
+# and a name, each of 1 to 96 ASCII letters, digits, '_', '-' and '.', starting
+# and ending with a letter, digit or '_'. huggingface_hub raises HFValidationError
+# for any other id before it sends a request.
+_MAX_REPO_ID_PART_LENGTH = 96
+_REPO_ID_PART = rf"[A-Za-z0-9_](?:[A-Za-z0-9_.-]{{0,{_MAX_REPO_ID_PART_LENGTH - 2}}}[A-Za-z0-9_])?"
+_REPO_ID_PATTERN = re.compile(rf"(?:{_REPO_ID_PART}/)?{_REPO_ID_PART}")
+# Characters that git forbids in branch and tag names (see git check-ref-format),
+# besides the control characters and whitespace that validate_revision also rejects.
+_REVISION_FORBIDDEN_CHARACTERS = set("~^:?*[\\")
 
 
 def default_storage_root() -> Path:
@@ -56,17 +62,16 @@ def hub_cache_of(hf_home: Path | str) -> Path:
 def validate_repo_id(repo_id: str) -> str:
     """Return ``repo_id`` if it is a valid model repository id, else raise a :class:`UserError`."""
     if (
-        not repo_id
-        or len(repo_id) > _MAX_REPO_ID_LENGTH
-        or not _REPO_ID_PATTERN.match(repo_id)
+        not _REPO_ID_PATTERN.fullmatch(repo_id)
         or "--" in repo_id
         or ".." in repo_id
         or repo_id.endswith(".git")
     ):
         raise UserError(
             f"Invalid repository id {repo_id!r}: write it as ORG/NAME (for example "
-            f"'sentence-transformers/all-MiniLM-L6-v2'), using letters, digits, '-', '_' and '.', "
-            f"at most {_MAX_REPO_ID_LENGTH} characters, without '--' or '..'."
+            f"'sentence-transformers/all-MiniLM-L6-v2'). ORG and NAME each have 1 to {_MAX_REPO_ID_PART_LENGTH} "
+            f"ASCII letters, digits, '-', '_' and '.', start and end with a letter, digit or '_', "
+            f"and contain no '--' or '..'; NAME does not end with '.git'."
         )
     return repo_id
 
@@ -74,10 +79,14 @@ def validate_repo_id(repo_id: str) -> str:
 def validate_revision(revision: str) -> str:
     """Return ``revision`` if it can name a file under ``refs/``, else raise a :class:`UserError`."""
     parts = revision.split("/")
-    if not revision or revision.startswith("/") or any(part in ("", ".", "..") for part in parts):
+    has_invalid_character = any(
+        character.isspace() or not character.isprintable() or character in _REVISION_FORBIDDEN_CHARACTERS
+        for character in revision
+    )
+    if not revision or has_invalid_character or any(part in ("", ".", "..") for part in parts):
         raise UserError(
             f"Invalid revision {revision!r}: give a branch, tag or commit such as 'main', 'v1.0' or a "
-            f"40-character commit hash."
+            f"40-character commit hash, without whitespace, control characters or any of ~^:?*[\\."
         )
     return revision
 

@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from pathlib import Path
 
 from forge_launcher.errors import UserError
-from forge_launcher.models.cache import DEFAULT_REVISION, default_storage_root, format_size, hf_home_for, hub_cache_of
+from forge_launcher.models.cache import (
+    DEFAULT_REVISION,
+    default_storage_root,
+    format_size,
+    hf_home_for,
+    hub_cache_of,
+    validate_repo_id,
+    validate_revision,
+)
+from forge_launcher.models.paths import require_existing_dir, require_writable_dir
 
 DESCRIPTION = """Stage Hugging Face models on the storage root for jobs that run offline.
 
@@ -70,15 +80,30 @@ def _hf_home(args: argparse.Namespace) -> Path:
     return hf_home_for(_storage_root(args))
 
 
-def _stage_hint(repo_id: str, args: argparse.Namespace, revision: str = DEFAULT_REVISION) -> str:
+def _stage_hint(repo_id: str, args: argparse.Namespace, revision: str = DEFAULT_REVISION, local_dir: Path | None = None) -> str:
     words = ["forge", "model", "stage", repo_id]
     if revision != DEFAULT_REVISION:
         words += ["--revision", revision]
+    if local_dir is not None:
+        words += ["--local-dir", str(local_dir)]
     if args.hf_home is not None:
         words += ["--hf-home", str(_hf_home(args))]
     else:
         words += ["--storage-root", str(_storage_root(args))]
     return " ".join(shlex.quote(word) for word in words)
+
+
+def _hf_home_option(args: argparse.Namespace) -> str:
+    return "--hf-home" if args.hf_home is not None else "--storage-root"
+
+
+def _check_cache_writable(args: argparse.Namespace) -> None:
+    """Raise a :class:`UserError` unless the storage root, the HF home and its hub cache can be written."""
+    if args.hf_home is None:
+        require_writable_dir(_storage_root(args), "storage root", "--storage-root")
+    else:
+        require_writable_dir(_hf_home(args), "Hugging Face home", "--hf-home")
+    require_writable_dir(hub_cache_of(_hf_home(args)), "hub cache", _hf_home_option(args))
 
 
 def _print_hydrated(result, hf_home: Path) -> None:
@@ -97,13 +122,27 @@ def _print_hydrated(result, hf_home: Path) -> None:
 def _stage(args: argparse.Namespace) -> int:
     from forge_launcher.models.stage import default_local_dir, stage
 
+    validate_repo_id(args.repo_id)
+    validate_revision(args.revision)
     root = _storage_root(args)
     hf_home = _hf_home(args)
-    local_dir = args.local_dir if args.local_dir is not None else default_local_dir(root, args.repo_id)
-    result = stage(args.repo_id, hub_cache_of(hf_home), local_dir, revision=args.revision)
+    if args.local_dir is not None:
+        local_dir = Path(os.path.abspath(os.path.expanduser(args.local_dir)))
+        require_writable_dir(local_dir, "download folder", "--local-dir")
+    else:
+        require_writable_dir(root, "storage root", "--storage-root")
+        local_dir = default_local_dir(root, args.repo_id)
+        require_writable_dir(local_dir, "download folder", "--storage-root or --local-dir")
+    # Checked before the download, so that an unusable cache does not leave a half-finished stage.
+    _check_cache_writable(args)
+
+    stage_command = _stage_hint(args.repo_id, args, args.revision, local_dir if args.local_dir is not None else None)
+    result = stage(args.repo_id, hub_cache_of(hf_home), local_dir, revision=args.revision, stage_command=stage_command)
     hydrated = result.hydrated
     print(f"Staged {hydrated.repo_id} at {hydrated.revision} (commit {hydrated.commit})")
     print(f"  files: {result.local_dir}")
+    if result.repaired:
+        print(f"  downloaded again because they were damaged: {', '.join(result.repaired)}")
     _print_hydrated(hydrated, hf_home)
     return 0
 
@@ -111,12 +150,17 @@ def _stage(args: argparse.Namespace) -> int:
 def _hydrate(args: argparse.Namespace) -> int:
     from forge_launcher.models.hydrate import hydrate
 
+    validate_repo_id(args.repo_id)
+    validate_revision(args.revision)
     hf_home = _hf_home(args)
+    _check_cache_writable(args)
+    local_dir = Path(os.path.abspath(os.path.expanduser(args.local_dir)))
     result = hydrate(
-        args.local_dir, args.repo_id, hub_cache_of(hf_home), revision=args.revision,
+        local_dir, args.repo_id, hub_cache_of(hf_home), revision=args.revision,
         commit=args.commit, hash_missing=args.commit is not None,
+        stage_command=_stage_hint(args.repo_id, args, args.revision, local_dir),
     )
-    print(f"Hydrated {result.repo_id} at {result.revision} (commit {result.commit}) from {Path(args.local_dir).absolute()}")
+    print(f"Hydrated {result.repo_id} at {result.revision} (commit {result.commit}) from {local_dir}")
     _print_hydrated(result, hf_home)
     return 0
 
@@ -152,7 +196,13 @@ def _verify(args: argparse.Namespace) -> int:
 def _list(args: argparse.Namespace) -> int:
     from forge_launcher.models.listing import list_staged
 
+    if args.hf_home is None:
+        require_existing_dir(_storage_root(args), "storage root", "--storage-root")
+    else:
+        require_existing_dir(_hf_home(args), "Hugging Face home", "--hf-home")
     hub_cache = hub_cache_of(_hf_home(args))
+    if os.path.lexists(hub_cache):
+        require_existing_dir(hub_cache, "hub cache", _hf_home_option(args))
     models = list_staged(hub_cache)
     if not models:
         print(f"No models staged in {hub_cache}. Stage one with: forge model stage REPO_ID")

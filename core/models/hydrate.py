@@ -21,6 +21,7 @@ import hashlib
 import logging
 import os
 import re
+import shlex
 import shutil
 import uuid
 from dataclasses import dataclass
@@ -210,10 +211,15 @@ def _collect(
     return files, problems, hashed
 
 
-def _raise_problems(local_dir: Path, repo_id: str, commit: str, problems: list[str], hash_missing: bool) -> None:
+def _raise_problems(
+    local_dir: Path, repo_id: str, commit: str, problems: list[str], hash_missing: bool, stage_command: str | None,
+) -> None:
     listed_problems = problems[:_MAX_LISTED_PROBLEMS]
     more = f"\n  ... and {len(problems) - len(listed_problems)} more" if len(problems) > len(listed_problems) else ""
-    fix = f"Download the missing files again with: forge model stage {repo_id} --local-dir {local_dir}"
+    if stage_command is None:
+        stage_command = shlex.join(["forge", "model", "stage", repo_id, "--local-dir", str(local_dir)])
+    # 'forge model stage' removes files of the wrong size and downloads them again.
+    fix = f"Download the missing and damaged files again with: {stage_command}"
     if not hash_missing:
         fix += ", or pass --commit COMMIT to compute the ETags of files without metadata"
     raise UserError(
@@ -289,6 +295,7 @@ def hydrate(
     revision: str = DEFAULT_REVISION,
     commit: str | None = None,
     hash_missing: bool = False,
+    stage_command: str | None = None,
 ) -> HydrateResult:
     """Build the cache entry of ``repo_id`` in ``hub_cache`` from a downloaded directory.
 
@@ -299,14 +306,17 @@ def hydrate(
 
     ``refs/<revision>`` is written last, so an interrupted run never leaves a
     ref to a partial snapshot. A ``revision`` that is itself a commit hash gets
-    no ref, as in huggingface_hub.
+    no ref, as in huggingface_hub. ``stage_command`` is the ``forge model stage``
+    command that the error for an incomplete directory gives, by default one
+    with ``--local-dir`` only.
     """
     validate_repo_id(repo_id)
     validate_revision(revision)
     local_dir = Path(os.path.abspath(os.path.expanduser(str(local_dir))))
     if not local_dir.is_dir():
+        found = "is not a directory" if os.path.lexists(local_dir) else "not found"
         raise UserError(
-            f"Local directory {str(local_dir)!r} not found. Give the directory that 'forge model stage' "
+            f"Local directory {str(local_dir)!r} {found}. Give the directory that 'forge model stage' "
             f"or 'hf download --local-dir' downloaded the model into."
         )
     if commit is not None and not COMMIT_PATTERN.match(commit):
@@ -333,7 +343,7 @@ def hydrate(
     listing = read_tree_listing(listing_file)
     files, problems, hashed = _collect(local_dir, commit, metadata, on_disk, listing, hash_missing)
     if problems:
-        _raise_problems(local_dir, repo_id, commit, problems, hash_missing)
+        _raise_problems(local_dir, repo_id, commit, problems, hash_missing, stage_command)
     if not files:
         raise UserError(f"{str(local_dir)!r} contains no files to hydrate. Download the model into it with 'forge model stage {repo_id}'.")
 

@@ -13,6 +13,7 @@ import logging
 import os
 import subprocess
 import sys
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -81,11 +82,24 @@ def verify(repo_id: str, hf_home: Path, revision: str = DEFAULT_REVISION) -> Ver
 
     lines = completed.stdout.strip().splitlines()
     if completed.returncode != 0 or not lines:
-        stderr = completed.stderr.strip().splitlines()[-5:]
-        raise ForgeLauncherError(
-            f"The offline check of {repo_id!r} failed with exit code {completed.returncode}: " + " | ".join(stderr)
-        )
+        raise _probe_failure(repo_id, completed)
     return VerifyReport(**json.loads(lines[-1]))
+
+
+def _probe_failure(repo_id: str, completed: subprocess.CompletedProcess) -> ForgeLauncherError:
+    """Describe a failed offline check by the last line of its output, and keep the whole output in a log file."""
+    output = (completed.stderr or "") + (completed.stdout or "")
+    last_line = next((line.strip() for line in reversed(output.splitlines()) if line.strip()), "no output")
+    log.debug("output of the failed offline check of %s:\n%s", repo_id, output)
+    try:
+        with tempfile.NamedTemporaryFile("w", prefix="forge-model-verify-", suffix=".log", delete=False) as stream:
+            stream.write(output)
+        details = f"Its full output is in {stream.name}."
+    except OSError as exc:
+        details = f"Its full output could not be saved ({exc.strerror}); run the command again with -vv to see it."
+    return ForgeLauncherError(
+        f"The offline check of {repo_id!r} failed with exit code {completed.returncode}: {last_line}. {details}"
+    )
 
 
 def _probe(repo_id: str, revision: str) -> VerifyReport:

@@ -115,7 +115,54 @@ def test_valid_repo_ids(repo_id):
     assert validate_repo_id(repo_id) == repo_id
 
 
-@pytest.mark.parametrize("revision", ["", "/main", "a/../b", "a//b", ".."])
+@pytest.mark.parametrize("revision", ["main", "v1.0", "refs/pr/1", "a" * 40, "release/2024-01"])
+def test_valid_revisions(revision):
+    assert validate_revision(revision) == revision
+
+
+INVALID_REPO_IDS = [
+    "org/.small", "-org/small", "org/small-", "org./small", ".org/small", "org/small.", "org/-", "-", "_-",
+    "a/b/c", "org/small.git", "org--x/small", "org/a..b", "café/model", "org/sm all", "", "/small", "org/",
+    "a" * 97, "a" * 97 + "/small", "org/" + "b" * 97,
+]
+
+
+@pytest.mark.parametrize("repo_id", INVALID_REPO_IDS)
+def test_invalid_repo_ids(repo_id):
+    with pytest.raises(UserError) as raised:
+        validate_repo_id(repo_id)
+
+    assert f"Invalid repository id {repo_id!r}" in str(raised.value)
+
+
+@pytest.mark.parametrize("repo_id", ["a", "_", "a/b", "_org/_name_", "o.r-g/n.a_m-e", "a" * 96 + "/" + "b" * 96])
+def test_valid_edge_repo_ids(repo_id):
+    assert validate_repo_id(repo_id) == repo_id
+
+
+def test_repo_id_check_matches_huggingface_hub():
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id as hub_validate_repo_id
+
+    valid = ["gpt2", "acme/tiny-model", "Qwen/Qwen3-1.7B", "a_b/c.d-e", "a", "a" * 96 + "/" + "b" * 96]
+    for repo_id in valid + INVALID_REPO_IDS:
+        try:
+            hub_validate_repo_id(repo_id)
+            hub_accepts = True
+        except HFValidationError:
+            hub_accepts = False
+        try:
+            validate_repo_id(repo_id)
+            forge_accepts = True
+        except UserError:
+            forge_accepts = False
+
+        assert forge_accepts == hub_accepts, repo_id
+
+
+@pytest.mark.parametrize(
+    "revision", ["", "/main", "a/../b", "a//b", "..", "a\nb", "main ", " main", "a\tb", "v1\x00", "v1\x7f", "a~1", "a^", "a:b", "a\\b"],
+)
 def test_invalid_revisions(revision):
     with pytest.raises(UserError) as raised:
         validate_revision(revision)
