@@ -213,9 +213,9 @@ def compose(config: str, overrides: list[str], registry: PluginRegistry) -> Dict
 
     in_defaults = _defaults_groups(primary)
     hydra_overrides = ["hydra.searchpath=[" + ",".join(quote_value("file://" + d) for d in config_dirs(registry)) + "]"]
-    for group, name, given in (("backend", backend, selection.backend), ("storage", storage, selection.storage)):
+    for group, name, selected in (("backend", backend, selection.backend), ("storage", storage, selection.storage)):
         if group in in_defaults:
-            if given:
+            if selected:
                 hydra_overrides.append(f"{group}={name}")
         else:
             hydra_overrides.append(f"+{group}={name}")

@@ -494,13 +494,14 @@ def prepare_root(root: str, mode: int, setting: str = "storage.root") -> Path:
     return path
 
 
-def check_marker(marker: str | None, base: Path, what: str, fix: str) -> None:
+def check_marker(marker: str | None, base: Path, consequence: str, fix: str) -> None:
     """Raise a :class:`UserError` when the marker path (relative to ``base``) does not exist.
 
-    ``what`` names the storage in the message and ``fix`` is its last sentence.
+    ``consequence`` says what a missing marker means for the storage, and
+    ``fix`` is the message's last sentence.
     """
     if not marker:
         return
     path = base / marker
     if not os.path.lexists(path):
-        raise UserError(f"The storage marker {str(path)!r} is missing, so {what}. {fix}")
+        raise UserError(f"The storage marker {str(path)!r} is missing, so {consequence}. {fix}")

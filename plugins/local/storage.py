@@ -38,7 +38,7 @@ def forge_launcher_mount(storage: dict[str, Any]) -> str:
     check_marker(
         storage.get("marker"),
         path,
-        what=f"the local storage at {str(path)!r} is not ready",
+        consequence=f"the local storage at {str(path)!r} is not ready",
         fix="Mount or create what storage.marker points to, or set storage.marker=null to disable the check.",
     )
     log.debug("local storage at %s", path)

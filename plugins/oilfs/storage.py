@@ -114,7 +114,7 @@ def _check_mounted(settings: OilfsSettings, entry: MountEntry | None) -> None:
     check_marker(
         settings.marker,
         Path(settings.mount_point),
-        what=f"{settings.mount_point!r} does not hold the workspace {settings.workspace!r} or it is not ready",
+        consequence=f"{settings.mount_point!r} does not hold the workspace {settings.workspace!r} or it is not ready",
         fix="Check storage.workspace, or set storage.marker to a path that exists in the workspace (null disables the check).",
     )
 

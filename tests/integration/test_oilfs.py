@@ -83,10 +83,10 @@ class FakeWorkspace:
         return int(self.pid_file.read_text())
 
 
-def wait_until(condition: Any, what: str) -> None:
+def wait_until(condition: Any, description: str) -> None:
     deadline = time.monotonic() + WAIT_LIMIT
     while not condition():
-        assert time.monotonic() < deadline, f"gave up after {WAIT_LIMIT:g} s waiting for {what}"
+        assert time.monotonic() < deadline, f"gave up after {WAIT_LIMIT:g} s waiting for {description}"
         time.sleep(0.05)
 
 
