@@ -146,19 +146,29 @@ def forge_launcher_provision(job: Job, timeout: float) -> dict[str, list[str]]:
 
 @hookspec(firstresult=True)
 def forge_launcher_status(record: JobRecord) -> JobStatus:
-    """Return the current state of a recorded job."""
+    """Return the current state of a recorded detached job.
+
+    The core reports a non-detached job's state from its record, because the
+    foreground ``forge`` process writes the outcome there.
+    """
 
 
 @hookspec(firstresult=True)
 def forge_launcher_logs(
     record: JobRecord, role: str, replica: int, follow: bool
 ) -> Iterator[str]:
-    """Yield log lines of one role replica; with ``follow``, until the job ends."""
+    """Yield log lines of one role replica; with ``follow``, until the job ends.
+
+    The core reads the client log of a non-detached job itself.
+    """
 
 
 @hookspec(firstresult=True)
 def forge_launcher_cancel(record: JobRecord) -> None:
-    """Stop every role of the job. Must be safe to call on a finished job."""
+    """Stop every role of the job. Must be safe to call on a finished job.
+
+    For a non-detached job the core has already stopped the foreground client.
+    """
 
 
 @hookspec(firstresult=True)
@@ -168,9 +178,10 @@ def forge_launcher_wait(record: JobRecord, timeout: float | None) -> JobStatus:
 
 @hookspec
 def forge_launcher_list(storage_root: str) -> list[JobStatus]:
-    """Return jobs of this plugin's backends found under ``storage_root``.
+    """Return jobs of this plugin's backends that have no job directory under ``storage_root``.
 
     Called on every plugin for each storage root in the local job records.
-    ``forge list`` adds the jobs it has no record of, such as jobs launched
-    from another machine or another ``FORGE_HOME``.
+    The core already lists every job directory on those roots, so this is
+    for jobs only the scheduler knows of. ``forge list`` adds those it has
+    no record of.
     """

@@ -130,6 +130,25 @@ def delete_record(record: JobRecord) -> None:
     (Path(record.job_dir) / RECORD_FILE).unlink(missing_ok=True)
 
 
+def reload_record(record: JobRecord) -> JobRecord:
+    """Return the record as its job directory has it now, or ``record`` if it cannot be read."""
+    try:
+        return _read_record(Path(record.job_dir) / RECORD_FILE)
+    except (OSError, ForgeLauncherError):
+        return record
+
+
+def records_on_storage(storage_root: Path) -> list[JobRecord]:
+    """Return the records of every job directory under ``<storage_root>/forge_runs``."""
+    records = []
+    for path in sorted(storage_root.glob(f"forge_runs/*/{RECORD_FILE}")):
+        try:
+            records.append(_read_record(path))
+        except (OSError, ForgeLauncherError) as exc:
+            log.warning("skipping unreadable job record %s: %s", path, exc)
+    return records
+
+
 def load_records() -> list[JobRecord]:
     """Return every indexed record, newest first."""
     records = []

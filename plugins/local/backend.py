@@ -23,7 +23,9 @@ from typing import Any
 from forge_launcher import hookimpl
 from forge_launcher.errors import ForgeLauncherError, PreflightError
 from forge_launcher.job import Job
-from forge_launcher.launcher import CANCEL_REQUEST_FILE, CLIENT_ROLE, client_log_path
+from forge_launcher.launcher import CLIENT_ROLE
+from forge_launcher.logfiles import read_lines
+from forge_launcher.processes import pid_alive
 from forge_launcher.plugins import BackendSpec
 from forge_launcher.records import JobRecord, JobStatus, write_json_atomic
 from forge_launcher.workers import wait_for_workers
@@ -136,23 +138,6 @@ def _read_state(job_dir: Path) -> dict[str, Any]:
         return {}
 
 
-def _pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # kill(pid, 0) succeeds on a zombie too, so read its state letter.
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
-
-
 @hookimpl
 def forge_launcher_submit(job: Job, app: Any) -> str:
     if not app.roles:
@@ -202,17 +187,9 @@ def forge_launcher_provision(job: Job, timeout: float) -> dict[str, list[str]]:
 def forge_launcher_status(record: JobRecord) -> JobStatus:
     job_dir = Path(record.job_dir)
     state = _read_state(job_dir)
-    if not record.detached:
-        # The job's outcome is the foreground client's, recorded by the launcher.
-        if record.state in ("SUCCEEDED", "FAILED", "CANCELLED"):
-            return JobStatus(record.name, record.state, record.handle, BACKEND, str(record.extra.get("error", "")))
-        if record.state == "RUNNING" and not _pid_alive(record.extra.get("client_pid")):
-            return JobStatus(record.name, "UNKNOWN", record.handle, BACKEND, "the foreground client is gone without a recorded result")
-        return JobStatus(record.name, record.state, record.handle, BACKEND)
-
     current = state.get("state") or record.state
     message = state.get("message", "") or str(record.extra.get("error", ""))
-    if current in ("PENDING", "RUNNING") and state and not _pid_alive(state.get("pid")):
+    if current in ("PENDING", "RUNNING") and state and not pid_alive(state.get("pid")):
         current, message = "UNKNOWN", f"supervisor process {state.get('pid')} exited without recording a final state; see {job_dir / 'supervisor.log'}"
     return JobStatus(record.name, current, record.handle, BACKEND, message, ui_url=f"file://{state['log_dir']}" if state.get("log_dir") else "")
 
@@ -223,7 +200,7 @@ def forge_launcher_wait(record: JobRecord, timeout: float | None) -> JobStatus:
     while True:
         state = _read_state(Path(record.job_dir))
         current = state.get("state", "UNKNOWN")
-        if current in ("SUCCEEDED", "FAILED", "CANCELLED") or not _pid_alive(state.get("pid")):
+        if current in ("SUCCEEDED", "FAILED", "CANCELLED") or not pid_alive(state.get("pid")):
             return JobStatus(record.name, current, record.handle, BACKEND, state.get("message", ""))
         if deadline is not None and time.monotonic() >= deadline:
             return JobStatus(record.name, current, record.handle, BACKEND)
@@ -257,46 +234,27 @@ def _stop_processes(pids: list[int], grace: float) -> list[int]:
         except ProcessLookupError:
             pass
     deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and any(_pid_alive(pid) for pid in pids):
+    while time.monotonic() < deadline and any(pid_alive(pid) for pid in pids):
         time.sleep(0.1)
     for pid in pids:
-        if _pid_alive(pid):
+        if pid_alive(pid):
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
     time.sleep(0.1)
-    return [pid for pid in pids if _pid_alive(pid)]
-
-
-def _reload(record: JobRecord) -> JobRecord:
-    try:
-        return JobRecord.from_dict(json.loads((Path(record.job_dir) / "job.json").read_text()))
-    except (OSError, ValueError, TypeError):
-        return record
+    return [pid for pid in pids if pid_alive(pid)]
 
 
 @hookimpl
 def forge_launcher_cancel(record: JobRecord) -> None:
     job_dir = Path(record.job_dir)
-    # The foreground launcher calls this itself to stop the workers after its
-    # client ended; only a cancel from elsewhere is a user's request.
-    from_user = record.extra.get("launcher_pid") != os.getpid()
-    if not record.detached and from_user:
-        (job_dir / CANCEL_REQUEST_FILE).touch()
-        client_pid = record.extra.get("client_pid")
-        if _pid_alive(client_pid):
-            try:
-                os.killpg(int(client_pid), signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-
     state = _read_state(job_dir)
     pid = state.get("pid")
-    if _pid_alive(pid):
+    if pid_alive(pid):
         os.kill(int(pid), signal.SIGTERM)
         deadline = time.monotonic() + CANCEL_TIMEOUT
-        while _pid_alive(pid) and time.monotonic() < deadline:
+        while pid_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.1)
 
     # A supervisor that was killed cannot stop its roles: find them directly.
@@ -310,17 +268,9 @@ def forge_launcher_cancel(record: JobRecord) -> None:
         state.update(state="CANCELLED", message="cancelled by forge cancel")
         write_json_atomic(job_dir / STATE_FILE, state)
 
-    # The foreground launcher records the final state once its client is gone.
-    if not record.detached and from_user:
-        deadline = time.monotonic() + CANCEL_TIMEOUT
-        while _reload(record).state == "RUNNING" and _pid_alive(record.extra.get("launcher_pid")) and time.monotonic() < deadline:
-            time.sleep(0.1)
-
 
 def _log_file(record: JobRecord, role: str, replica: int) -> Path:
     job_dir = Path(record.job_dir)
-    if role == CLIENT_ROLE and not record.detached:
-        return client_log_path(job_dir)
     state = _read_state(job_dir)
     if not state.get("log_dir"):
         raise ForgeLauncherError(f"Job {record.name!r} has no logs yet: its supervisor recorded no log directory. See {job_dir / 'supervisor.log'}.")
@@ -330,37 +280,4 @@ def _log_file(record: JobRecord, role: str, replica: int) -> Path:
 @hookimpl
 def forge_launcher_logs(record: JobRecord, role: str, replica: int, follow: bool) -> Iterator[str]:
     path = _log_file(record, role, replica)
-    return _read_lines(record, path, follow)
-
-
-def _read_lines(record: JobRecord, path: Path, follow: bool) -> Iterator[str]:
-    # A foreground job's state is in its record, which the launcher updates,
-    # so the record is read again on every check.
-    while not path.exists():
-        if not follow or forge_launcher_status(_reload(record)).is_terminal:
-            raise ForgeLauncherError(f"No log file {str(path)!r} for job {record.name!r}. The role may not have started.")
-        time.sleep(0.2)
-    with open(path, errors="replace") as handle:
-        while True:
-            line = handle.readline()
-            if line:
-                yield line
-                continue
-            if not follow or forge_launcher_status(_reload(record)).is_terminal:
-                # One last read: lines written just before the job ended.
-                yield from handle.readlines()
-                return
-            time.sleep(0.2)
-
-
-@hookimpl
-def forge_launcher_list(storage_root: str) -> list[JobStatus]:
-    found = []
-    for record_path in sorted(Path(storage_root, "forge_runs").glob("*/job.json")):
-        try:
-            record = JobRecord.from_dict(json.loads(record_path.read_text()))
-        except (OSError, ValueError, TypeError):
-            continue
-        if record.backend == BACKEND:
-            found.append(forge_launcher_status(record))
-    return found
+    return read_lines(path, follow, lambda: forge_launcher_status(record).is_terminal, record.name)

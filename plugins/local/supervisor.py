@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from forge_launcher.workers import CLIENT_EXIT_FILE
+from forge_launcher.processes import pid_alive
 from forge_launcher.records import write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -30,16 +31,6 @@ SESSION_NAME = "forge"
 POLL_INTERVAL = 0.2
 #: Seconds the workers get to exit by themselves after a detached client ended.
 WORKER_EXIT_GRACE = 30.0
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class StateWriter:
@@ -98,7 +89,7 @@ def supervise(app: Any, cfg: dict[str, Any], job_dir: Path, parent_pid: int | No
                 writer.update(state=final, message=message)
                 return 0 if final == "SUCCEEDED" else 1
 
-            if parent_pid is not None and not _pid_alive(parent_pid):
+            if parent_pid is not None and not pid_alive(parent_pid):
                 log.warning("launcher process %d exited; cancelling %s", parent_pid, app_id)
                 scheduler.cancel(app_id)
                 writer.update(state="CANCELLED", message=f"the launching forge process (pid {parent_pid}) exited")

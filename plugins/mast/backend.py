@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,9 +19,8 @@ from typing import Any
 from forge_launcher import hookimpl
 from forge_launcher.errors import ForgeLauncherError, ProvisionError
 from forge_launcher.job import Job, Mesh
-from forge_launcher.launcher import CLIENT_ROLE, client_log_path
 from forge_launcher.plugins import BackendSpec
-from forge_launcher.records import RECORD_FILE, TERMINAL_STATES, JobRecord, JobStatus
+from forge_launcher.records import RECORD_FILE, JobRecord, JobStatus
 from forge_launcher.secrets import is_secret_name
 from forge_launcher.workers import wait_for_workers
 from forge_launcher_mast import appdef, scheduler
@@ -183,9 +181,6 @@ def forge_launcher_status(record: JobRecord) -> JobStatus:
     if not record.handle:
         # Submission failed or has not happened, so only the record has a state.
         return _recorded_status(record)
-    if not record.detached and record.state in TERMINAL_STATES:
-        # The job's outcome is the foreground client's, recorded by the launcher.
-        return _recorded_status(record)
 
     try:
         status = scheduler.app_status(record.handle)
@@ -210,19 +205,8 @@ def forge_launcher_wait(record: JobRecord, timeout: float | None) -> JobStatus:
         time.sleep(pause)
 
 
-def _stop_foreground_client(record: JobRecord) -> None:
-    pid = record.extra.get("client_pid")
-    if record.detached or not pid:
-        return
-    try:
-        os.killpg(int(pid), signal.SIGTERM)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
 @hookimpl
 def forge_launcher_cancel(record: JobRecord) -> None:
-    _stop_foreground_client(record)
     if not record.handle:
         return
     scheduler.cancel(record.handle)
@@ -230,29 +214,7 @@ def forge_launcher_cancel(record: JobRecord) -> None:
 
 @hookimpl
 def forge_launcher_logs(record: JobRecord, role: str, replica: int, follow: bool) -> Iterator[str]:
-    if role == CLIENT_ROLE and not record.detached:
-        return _read_local_log(client_log_path(Path(record.job_dir)), record)
     if not record.handle:
         reason = str(record.extra.get("error") or "no app handle was recorded").rstrip(".")
         raise ForgeLauncherError(f"Job {record.name!r} was never submitted, so it has no logs ({reason}).")
     return iter(scheduler.log_lines(record.handle, role, replica, follow))
-
-
-def _read_local_log(path: Path, record: JobRecord) -> Iterator[str]:
-    if not path.exists():
-        raise ForgeLauncherError(f"No client log {str(path)!r} for job {record.name!r}. The client may not have started.")
-    with open(path, errors="replace") as handle:
-        yield from handle
-
-
-@hookimpl
-def forge_launcher_list(storage_root: str) -> list[JobStatus]:
-    found = []
-    for record_path in sorted(Path(storage_root, "forge_runs").glob(f"*/{RECORD_FILE}")):
-        try:
-            record = JobRecord.from_dict(json.loads(record_path.read_text()))
-        except (OSError, ValueError, TypeError):
-            continue
-        if record.backend == BACKEND:
-            found.append(forge_launcher_status(record))
-    return found

@@ -23,11 +23,11 @@ from typing import Any
 from forge_launcher import hookimpl
 from forge_launcher.errors import ForgeLauncherError
 from forge_launcher.job import Job
-from forge_launcher.launcher import CLIENT_ROLE, client_log_path
 from forge_launcher.plugins import BackendSpec
 from forge_launcher.records import TERMINAL_STATES, JobRecord, JobStatus, write_json_atomic
 from forge_launcher.workers import CLIENT_EXIT_FILE, wait_for_workers
-from forge_launcher_slurm import logs, preflight, request
+from forge_launcher.logfiles import read_lines
+from forge_launcher_slurm import preflight, request
 
 log = logging.getLogger(__name__)
 
@@ -148,9 +148,6 @@ def _evaluate(record: JobRecord) -> tuple[JobStatus, bool]:
     def status(state: str, message: str = "") -> JobStatus:
         return JobStatus(record.name, state, record.handle, BACKEND, message)
 
-    if not record.detached and record.state in TERMINAL_STATES:
-        # The outcome is the foreground client's, recorded by the launcher.
-        return status(record.state, str(record.extra.get("error", ""))), True
     app_id = _slurm_job_id(record)
     if app_id is None:
         return status(record.state, str(record.extra.get("error", ""))), record.state in TERMINAL_STATES
@@ -245,22 +242,9 @@ def forge_launcher_cancel(record: JobRecord) -> None:
 
 @hookimpl
 def forge_launcher_logs(record: JobRecord, role: str, replica: int, follow: bool) -> Iterator[str]:
-    job_dir = Path(record.job_dir)
-    if role == CLIENT_ROLE and not record.detached:
-        path = client_log_path(job_dir)
-    else:
-        path = request.log_path(job_dir, role, replica)
-    return logs.read_lines(path, follow, lambda: _evaluate(record)[1], record.name)
-
-
-@hookimpl
-def forge_launcher_list(storage_root: str) -> list[JobStatus]:
-    found = []
-    for record_path in sorted(Path(storage_root, "forge_runs").glob("*/job.json")):
-        try:
-            record = JobRecord.from_dict(json.loads(record_path.read_text()))
-        except (OSError, ValueError, TypeError):
-            continue
-        if record.backend == BACKEND:
-            found.append(forge_launcher_status(record))
-    return found
+    # TorchX 0.7.0's SlurmScheduler.log_iter is not used: while the job runs
+    # it keeps reading until the job ends, even without should_tail, and it
+    # finds the file through .torchxslurmjobdirs in the current directory.
+    # srun's --output points at a file in the job directory instead.
+    path = request.log_path(Path(record.job_dir), role, replica)
+    return read_lines(path, follow, lambda: _evaluate(record)[1], record.name)

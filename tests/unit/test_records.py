@@ -64,3 +64,18 @@ def test_list_survives_failing_status(tmp_path: Path, monkeypatch: pytest.Monkey
 def test_find_long_name_not_found() -> None:
     with pytest.raises(JobNotFoundError):
         find_record("x" * 300)
+
+
+def test_list_includes_other_home_jobs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from forge_launcher import lifecycle
+
+    storage = tmp_path / "storage" / "forge_runs"
+    storage.mkdir(parents=True)
+    monkeypatch.setenv("FORGE_HOME", str(tmp_path / "home_a"))
+    save_record(make_record(storage, "mine", "2026-01-01T00:00:00"))
+    monkeypatch.setenv("FORGE_HOME", str(tmp_path / "home_b"))
+    save_record(make_record(storage, "theirs", "2026-01-02T00:00:00"))
+
+    monkeypatch.setenv("FORGE_HOME", str(tmp_path / "home_a"))
+    names = [status.name for status in lifecycle.list_jobs()]
+    assert names == ["mine", "theirs"]

@@ -1,13 +1,4 @@
-"""Reading the log of one role replica of a Slurm job.
-
-TorchX 0.7.0's ``SlurmScheduler.log_iter`` is not used. Its log iterator
-calls ``describe`` to check whether the job still runs when it opens the file and,
-if it does, keeps reading until the job ends, even without ``should_tail``.
-So reading the log of a running job blocks until the job ends. It also finds
-the file through ``.torchxslurmjobdirs`` in the current directory. The
-backend instead points srun's ``--output`` at a file in the job directory
-and reads that.
-"""
+"""Reading a role's log file, optionally following it until the job ends."""
 
 from __future__ import annotations
 
