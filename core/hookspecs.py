@@ -182,6 +182,6 @@ def forge_launcher_list(storage_root: str) -> list[JobStatus]:
 
     Called on every plugin for each storage root in the local job records.
     The core already lists every job directory on those roots, so this is
-    for jobs only the scheduler knows of. ``forge list`` adds those it has
+    for jobs that only the scheduler lists. ``forge list`` adds those it has
     no record of.
     """

@@ -497,7 +497,7 @@ def prepare_root(root: str, mode: int, setting: str = "storage.root") -> Path:
 def check_marker(marker: str | None, base: Path, consequence: str, fix: str) -> None:
     """Raise a :class:`UserError` when the marker path (relative to ``base``) does not exist.
 
-    ``consequence`` says what a missing marker means for the storage, and
+    ``consequence`` is the effect of a missing marker on the storage, and
     ``fix`` is the message's last sentence.
     """
     if not marker:

@@ -164,9 +164,9 @@ def _run_mount_command(settings: OilfsSettings) -> None:
 
 def _create_mount_point(mount_point: str) -> None:
     if os.path.lexists(mount_point) and not os.path.isdir(mount_point):
-        what = "is a file, not a directory" if os.path.isfile(mount_point) else "exists but is not a directory"
+        problem = "is a file, not a directory" if os.path.isfile(mount_point) else "exists but is not a directory"
         raise UserError(
-            f"storage.mount_point {mount_point!r} {what}, so nothing can be mounted on it. "
+            f"storage.mount_point {mount_point!r} {problem}, so nothing can be mounted on it. "
             f"Choose another path with storage.mount_point=PATH, or remove the file."
         )
     try:
